@@ -1,0 +1,58 @@
+"""The registry of methods: the only list of methods the library, CLI and pipeline know.
+
+Adding a method = one file in this package + one line in ``METHODS`` + its tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ._base import FitResult
+
+__all__ = ["METHODS", "MethodSpec", "FitResult", "get_method"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the rest of the package needs to know about a method."""
+
+    name: str
+    config_class: type  #: frozen dataclass of hyperparameters (defaults from the paper / spec)
+    fit: Callable[..., FitResult]  #: ``fit(adata, *, config, device=None, seed=0, ...) -> FitResult``
+    prep: Any  #: ``spatialdomains.pp.PrepConfig`` with the method's preprocessing defaults
+    description: str = ""
+
+    @property
+    def embedding_key(self) -> str:
+        return f"X_{self.name}"
+
+    @property
+    def domain_key(self) -> str:
+        return f"domain_{self.name}"
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    METHODS[spec.name] = spec
+    return spec
+
+
+def get_method(name: str) -> MethodSpec:
+    try:
+        return METHODS[name]
+    except KeyError:
+        from .._utils import InputError
+
+        raise InputError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}") from None
+
+
+# Each method module registers itself on import.
+for _module in ("staig", "spotscape"):
+    try:
+        __import__(f"{__name__}.{_module}")
+    except ModuleNotFoundError as _err:  # not written yet
+        if _err.name != f"{__name__}.{_module}":
+            raise

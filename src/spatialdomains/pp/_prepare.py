@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import _logging as logg
+from .._constants import COUNTS_LAYER, HVG_KEY, SLICE_KEY, SPATIAL
+from .._utils import InputError, record
+from ._hvg import highly_variable_genes
+from ._normalize import normalize
+
+
+@dataclass(frozen=True)
+class PrepConfig:
+    """How expression becomes model features (spec A1 for STAIG, B1 for Spotscape).
+
+    ``normalize_scope``: ``"all"`` normalises library size over every gene then keeps the HVGs
+    (STAIG); ``"hvg"`` keeps the HVGs first so the library size is the sum over HVGs (Spotscape).
+    HVGs are chosen per slice and intersected across the slices of a group.
+    """
+
+    n_top_genes: int = 3000
+    hvg_flavor: str = "seurat_v3"
+    normalize_scope: str = "all"
+    target_sum: float | None = 1e4
+    log1p: bool = True
+    scale: str = "none"
+    max_value: float | None = 10.0
+
+    def replace(self, **changes) -> "PrepConfig":
+        values = asdict(self)
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return PrepConfig(**values)
+
+
+def concat_slices(adatas: Sequence, *, join: str = "inner"):
+    """Concatenate slices, keeping ``obs['slice']``, ``obsm`` present in all, and ``uns['spatial']``."""
+    import anndata as ad
+
+    if not adatas:
+        raise InputError("no slices to concatenate")
+    for i, a in enumerate(adatas):
+        if SLICE_KEY not in a.obs:
+            raise InputError(f"slice {i} has no obs['{SLICE_KEY}']")
+        if SPATIAL not in a.obsm:
+            raise InputError(f"slice {a.obs[SLICE_KEY].iloc[0]!s} has no obsm['spatial']")
+    ids = [str(a.obs[SLICE_KEY].iloc[0]) for a in adatas]
+    if len(set(ids)) != len(ids):
+        raise InputError(f"duplicate slice ids in one group: {ids}")
+    if len(adatas) == 1:
+        out = adatas[0].copy()
+    else:
+        names = np.concatenate([a.obs_names.to_numpy() for a in adatas])
+        unique_names = len(set(names)) == len(names)
+        out = ad.concat(list(adatas), join=join, merge="same", uns_merge="unique",
+                        index_unique=None if unique_names else "-", keys=None if unique_names else ids)
+    out.obs[SLICE_KEY] = out.obs[SLICE_KEY].astype(str).astype("category")
+    out.obs[SLICE_KEY] = out.obs[SLICE_KEY].cat.reorder_categories(ids)
+    return out
+
+
+def prepare_group(adatas: Sequence, config: PrepConfig = PrepConfig(), *, platform: str = "other",
+                  graph_kind: str | None = None, graph_k: int | None = None, graph_radius: float | None = None):
+    """Turn QC'd slices of one group into model input: HVG features in ``X`` and the spatial graph.
+
+    Per slice: HVGs from raw counts, library-size normalisation, log1p, optional scaling. The group
+    keeps the genes that are HVG in every slice. Writes ``X`` (dense float32), ``layers['counts']``,
+    ``obs['slice']``, ``obsp['spatial_connectivities']`` (block-diagonal) and
+    ``uns['spatialdomains']['prepare']``.
+    """
+    from ..graph import spatial_graph
+
+    start = logg.info(f"preparing a group of {len(adatas)} slice(s)")
+    processed = []
+    hvg_sets = []
+    for a in adatas:
+        a = a.copy()
+        if COUNTS_LAYER not in a.layers:
+            a.layers[COUNTS_LAYER] = a.X.copy()
+        if config.hvg_flavor == "moran":
+            spatial_graph(a, kind=graph_kind, k=graph_k, radius=graph_radius, platform=platform)
+        highly_variable_genes(a, config.n_top_genes, flavor=config.hvg_flavor)
+        if config.normalize_scope == "hvg":
+            a = a[:, a.var[HVG_KEY].to_numpy()].copy()
+        elif config.normalize_scope != "all":
+            raise InputError(f"normalize_scope must be 'all' or 'hvg', got {config.normalize_scope!r}")
+        normalize(a, target_sum=config.target_sum, log1p=config.log1p, scale="none")
+        hvg_sets.append(a.var_names[a.var[HVG_KEY].to_numpy()])
+        processed.append(a)
+    genes = hvg_sets[0]
+    for other in hvg_sets[1:]:
+        genes = genes.intersection(other, sort=False)
+    if len(genes) == 0:
+        raise InputError("the slices of this group share no highly variable genes; check gene ids "
+                         "(symbols vs Ensembl) or raise n_top_genes")
+    order = processed[0].var.loc[genes, "hvg_rank"].sort_values(kind="stable").index
+    subsets = []
+    for a in processed:
+        s = a[:, order].copy()
+        if config.scale != "none":
+            normalize_scaled = s.X.toarray() if sp.issparse(s.X) else np.asarray(s.X)
+            s.X = normalize_scaled
+            import scanpy as sc
+
+            sc.pp.scale(s, zero_center=(config.scale == "zscore"), max_value=config.max_value)
+        s.X = s.X.toarray().astype(np.float32) if sp.issparse(s.X) else np.asarray(s.X, dtype=np.float32)
+        subsets.append(s)
+    out = concat_slices(subsets)
+    out.X = np.asarray(out.X, dtype=np.float32)
+    spatial_graph(out, kind=graph_kind, k=graph_k, radius=graph_radius, platform=platform)
+    record(out, "prepare", {**asdict(config), "platform": platform, "n_genes": int(out.n_vars),
+                            "n_spots": int(out.n_obs), "slices": list(out.obs[SLICE_KEY].cat.categories)})
+    logg.info(f"    finished: {out.n_obs} spots x {out.n_vars} genes", time=start,
+              deep="added X, layers['counts'], obsp['spatial_connectivities']")
+    return out
