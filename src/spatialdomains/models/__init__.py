@@ -22,6 +22,11 @@ class MethodSpec:
     fit: Callable[..., FitResult]  #: ``fit(adata, *, config, device=None, seed=0, ...) -> FitResult``
     prep: Any  #: ``spatialdomains.pp.PrepConfig`` with the method's preprocessing defaults
     description: str = ""
+    prep_multi: Any = None  #: preprocessing for groups of several slices (default: ``prep``)
+
+    def prep_for(self, n_slices: int):
+        """The preprocessing recipe for a group of ``n_slices`` slices."""
+        return self.prep_multi if (n_slices > 1 and self.prep_multi is not None) else self.prep
 
     @property
     def embedding_key(self) -> str:

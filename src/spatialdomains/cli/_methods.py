@@ -1,0 +1,185 @@
+"""Method subcommands: methods, train, cluster, domains (one-shot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._base import input_option, main, output_option, threads_option
+
+
+def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in params:
+        if "=" not in item:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--param")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def method_options(f):
+    """Options shared by ``train`` and ``domains``."""
+    f = click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+                     help="Method hyperparameter override (repeatable); `spatialdomains methods` lists them.")(f)
+    f = click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")(f)
+    f = click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.")(f)
+    f = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")(f)
+    f = click.option("--seed", type=int, default=0, show_default=True)(f)
+    f = click.option("--n-domains", type=click.IntRange(min=2), default=None,
+                     help="Number of domains (else chosen by silhouette).")(f)
+    f = click.option("--deterministic", is_flag=True, help="torch deterministic algorithms (slower on GPU).")(f)
+    return f
+
+
+def _config(epochs, lr, params) -> dict:
+    cfg = _parse_params(params)
+    if epochs is not None:
+        cfg["epochs"] = epochs
+    if lr is not None:
+        cfg["lr"] = lr
+    return cfg
+
+
+def _method_choice():
+    # The registry is the only list of methods; importing it pulls in torch, so resolve lazily.
+    class MethodType(click.ParamType):
+        name = "method"
+
+        def convert(self, value, param, ctx):
+            from ..models import METHODS
+
+            if value not in METHODS:
+                self.fail(f"{value!r} is not one of {', '.join(sorted(METHODS))}", param, ctx)
+            return value
+
+    return MethodType()
+
+
+@main.command("methods")
+def methods_cmd() -> None:
+    """List the methods and their hyperparameters with defaults."""
+    import dataclasses
+
+    from ..models import METHODS
+
+    for name, spec in sorted(METHODS.items()):
+        click.echo(f"{name}: {spec.description}")
+        for field in dataclasses.fields(spec.config_class):
+            click.echo(f"    {field.name} = {getattr(spec.config_class(), field.name)!r}")
+
+
+@main.command("train")
+@input_option("Prepared group .h5ad (from `spatialdomains prepare`).")
+@output_option("Output .h5ad with obsm['X_<method>'].")
+@click.option("--method", type=_method_choice(), required=True)
+@method_options
+@click.option("--loss-csv", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Loss log per epoch.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model + optimiser checkpoint (.pt); the final weights are saved here too.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from --checkpoint when it exists.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@threads_option
+def train_cmd(input_path: Path, output: Path, method: str, n_domains, seed, device, epochs, lr, params, deterministic,
+              loss_csv, checkpoint, checkpoint_every, resume, no_progress) -> None:
+    """Train a method on a prepared group and write its embedding."""
+    import anndata as ad
+
+    from .._utils import write_csv_atomic, write_h5ad_atomic
+    from ..tl import fit_method
+
+    adata = ad.read_h5ad(input_path)
+    result = fit_method(adata, method, seed=seed, device=device, n_domains=n_domains, checkpoint=checkpoint,
+                        checkpoint_every=checkpoint_every, resume=resume, deterministic=deterministic,
+                        progress=not no_progress, **_config(epochs, lr, params))
+    if loss_csv:
+        write_csv_atomic(result.history, loss_csv, index=False)
+    write_h5ad_atomic(adata, output)
+
+
+@main.command("cluster")
+@input_option("Trained .h5ad with obsm['X_<method>'].")
+@output_option("Output .h5ad with obs['domain_<method>'].")
+@click.option("--method", required=True, help="Whose embedding to cluster (obsm['X_<method>']).")
+@click.option("--n-domains", type=click.IntRange(min=2), default=None, help="K; else chosen by silhouette.")
+@click.option("--algorithm", type=click.Choice(["mclust", "gmm", "kmeans", "leiden"]), default="mclust",
+              show_default=True, help="mclust (EEE, R) falls back to a tied GMM when R/mclust is missing.")
+@click.option("--refine/--no-refine", default=False, show_default=True,
+              help="Spatial refinement: majority vote over the 15 nearest spots (per slice).")
+@click.option("--k-min", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--k-max", type=click.IntRange(min=2), default=15, show_default=True)
+@click.option("--seed", type=int, default=2023, show_default=True, help="Seed for R and sklearn.")
+@click.option("--domains-csv", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write barcode,slice,domain here.")
+@threads_option
+def cluster_cmd(input_path: Path, output: Path, method: str, n_domains, algorithm, refine, k_min, k_max, seed,
+                domains_csv) -> None:
+    """Cluster an embedding into spatial domains."""
+    import anndata as ad
+
+    from .._constants import SLICE_KEY, domain_key, embedding_key
+    from .._utils import InputError, write_csv_atomic, write_h5ad_atomic
+    from ..cluster import cluster
+
+    if k_min > k_max:
+        raise click.BadParameter(f"--k-min {k_min} > --k-max {k_max}", param_hint="--k-min")
+    adata = ad.read_h5ad(input_path)
+    if embedding_key(method) not in adata.obsm:
+        raise InputError(f"{input_path}: obsm['{embedding_key(method)}'] is missing; run `spatialdomains train` first")
+    cluster(adata, n_domains, use_rep=embedding_key(method), method=algorithm, refine=refine,
+            key_added=domain_key(method), k_range=(k_min, k_max), seed=seed)
+    if domains_csv:
+        cols = [c for c in (SLICE_KEY, domain_key(method)) if c in adata.obs]
+        table = adata.obs[cols].rename(columns={domain_key(method): "domain"})
+        write_csv_atomic(table, domains_csv, index_label="barcode")
+    write_h5ad_atomic(adata, output)
+
+
+@main.command("domains")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--method", type=_method_choice(), required=True)
+@click.option("--out", "output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output .h5ad (embedding + domains).")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Metrics JSON (ARI/NMI/CA with truth, SC/DB, batch metrics, stage times).")
+@click.option("--truth-key", default="truth", show_default=True, help="obs column with manual labels.")
+@click.option("--platform", default=None, help="Graph defaults; guessed (visium when array_row exists).")
+@click.option("--algorithm", type=click.Choice(["mclust", "gmm", "kmeans", "leiden"]), default="mclust",
+              show_default=True)
+@click.option("--refine/--no-refine", default=None, help="Spatial refinement (default: on for one slice).")
+@method_options
+@threads_option
+def domains_cmd(inputs, method, output, metrics_path, truth_key, platform, algorithm, refine, n_domains, seed,
+                device, epochs, lr, params, deterministic) -> None:
+    """One shot: prepare -> train -> cluster -> evaluate on one or several raw slices (.h5ad)."""
+    import anndata as ad
+    import numpy as np
+
+    from .._constants import SLICE_KEY, SPATIAL, TRUTH_KEY
+    from .._utils import InputError, write_h5ad_atomic, write_json_atomic
+    from ..tl import domains
+
+    slices = []
+    for path in inputs:
+        a = ad.read_h5ad(path)
+        if SPATIAL not in a.obsm:
+            raise InputError(f"{path}: obsm['spatial'] is missing")
+        if SLICE_KEY not in a.obs:
+            a.obs[SLICE_KEY] = path.stem
+        if truth_key != TRUTH_KEY and truth_key in a.obs:
+            a.obs[TRUTH_KEY] = a.obs[truth_key]
+        elif truth_key not in a.obs and truth_key != TRUTH_KEY:
+            raise InputError(f"{path}: truth column obs['{truth_key}'] not found")
+        slices.append(a)
+    if platform is None:
+        platform = "visium" if all("array_row" in a.obs for a in slices) else "other"
+    adata, metrics = domains(slices, method, n_domains=n_domains, seed=seed, device=device, platform=platform,
+                             cluster_method=algorithm, refine=refine, deterministic=deterministic,
+                             **_config(epochs, lr, params))
+    write_json_atomic(metrics_path, metrics)
+    write_h5ad_atomic(adata, output)
+    shown = {k: round(v, 4) for k, v in metrics.items() if k in ("ari", "nmi", "silhouette") and v is not None
+             and np.isfinite(v)}
+    click.echo(f"{method}: {shown}", err=True)

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _logging as logg
+from .._constants import SLICE_KEY, embedding_key
+from .._utils import InputError, record
+
+
+def parse_overrides(config_class: type, overrides: dict[str, Any] | None) -> Any:
+    """Build ``config_class`` from its defaults plus ``overrides`` (strings are converted to the field type).
+
+    Unknown keys raise an ``InputError`` listing the valid ones.
+    """
+    overrides = dict(overrides or {})
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise InputError(f"unknown {config_class.__name__} parameter(s) {unknown}; valid: {', '.join(sorted(fields))}")
+    defaults = config_class()
+    values = {}
+    for key, value in overrides.items():
+        current = getattr(defaults, key)
+        values[key] = _coerce(key, value, current)
+    return dataclasses.replace(defaults, **values)
+
+
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        if isinstance(current, bool):
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(text)
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, (tuple, list)):
+            parts = [p for p in text.replace(";", ",").split(",") if p]
+            conv = type(current[0]) if current else float
+            return type(current)(conv(p) for p in parts)
+        if current is None:
+            for conv in (int, float):
+                try:
+                    return conv(text)
+                except ValueError:
+                    pass
+    except ValueError:
+        raise InputError(f"parameter {key}: cannot read {value!r} as {type(current).__name__}") from None
+    return text
+
+
+def train(adata, method: str, *, copy: bool = False, **kwargs):
+    """Train ``method`` on a prepared group and store its embedding (scanpy style).
+
+    Parameters
+    ----------
+    adata
+        Prepared group (see :func:`spatialdomains.pp.prepare_group`).
+    method
+        A name from :data:`spatialdomains.models.METHODS`.
+    **kwargs
+        ``seed``, ``device``, ``n_domains``, checkpoint options, and overrides of the method's config
+        dataclass (e.g. ``epochs=200``); see :func:`fit_method`.
+
+    Returns
+    -------
+    ``None`` (or the trained copy with ``copy=True``). Writes ``obsm['X_<method>']`` (float32),
+    ``uns['spatialdomains']['train_<method>']`` (config, device, timings, loss history) and, for methods
+    that impute, ``layers['<method>_imputed']``.
+    """
+    adata = adata.copy() if copy else adata
+    fit_method(adata, method, **kwargs)
+    return adata if copy else None
+
+
+def fit_method(
+    adata,
+    method: str,
+    *,
+    seed: int = 0,
+    device: str | None = "auto",
+    n_domains: int | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    deterministic: bool = False,
+    progress: bool = True,
+    key_added: str | None = None,
+    **config,
+):
+    """Train ``method`` on ``adata`` in place, write its slots (see :func:`train`) and return the FitResult."""
+    from ..models import get_method
+    from .._utils import seed_everything
+    from ..train import TrainOptions
+
+    spec = get_method(method)
+    cfg = parse_overrides(spec.config_class, config)
+    if adata.n_obs < 3:
+        raise InputError(f"need at least 3 spots to train {method}, got {adata.n_obs}")
+    if not np.isfinite(np.asarray(adata.X[: min(adata.n_obs, 100000)].sum(1))).all():
+        raise InputError("X holds NaN/inf values: run spatialdomains prepare on raw counts")
+    seed_everything(seed, deterministic=deterministic)
+    options = TrainOptions(epochs=int(getattr(cfg, "epochs")), checkpoint=Path(checkpoint) if checkpoint else None,
+                           checkpoint_every=checkpoint_every, resume=resume, progress=progress)
+    start = logg.info(f"training {method} on {adata.n_obs} spots x {adata.n_vars} features "
+                      f"({adata.obs[SLICE_KEY].nunique() if SLICE_KEY in adata.obs else 1} slice(s)), seed {seed}")
+    t0 = time.perf_counter()
+    result = spec.fit(adata, config=cfg, device=device, seed=seed, n_domains=n_domains, train_options=options)
+    seconds = time.perf_counter() - t0
+    key = key_added or embedding_key(method)
+    adata.obsm[key] = np.asarray(result.embedding, dtype=np.float32)
+    for name, value in result.extras.items():
+        if name == "imputed":
+            adata.layers[f"{method}_imputed"] = np.asarray(value, dtype=np.float32)
+    adata.uns.setdefault("spatialdomains", {})
+    record(adata, f"train_{method}", {
+        "config": dataclasses.asdict(cfg), "seed": seed, "n_domains": n_domains, "train_seconds": seconds,
+        **{k: v for k, v in result.info.items()},
+    })
+    adata.uns["spatialdomains"][f"train_{method}"]["history"] = {
+        c: result.history[c].to_numpy() for c in result.history.columns}
+    logg.info(f"    finished training {method}", time=start, deep=f"added obsm['{key}']")
+    return result
+
+
+def staig(adata, **kwargs):
+    """Train STAIG (image-aided graph contrastive learning); see :func:`train`. Writes ``obsm['X_staig']``."""
+    return train(adata, "staig", **kwargs)
+
+
+def spotscape(adata, **kwargs):
+    """Train Spotscape (Similarity Telescope); see :func:`train`. Writes ``obsm['X_spotscape']``."""
+    return train(adata, "spotscape", **kwargs)

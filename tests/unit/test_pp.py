@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from spatialdomains import pp
+from spatialdomains._utils import InputError
+
+
+def test_qc_records_what_it_removes(layered_slice):
+    a = layered_slice
+    n = a.n_obs
+    out = pp.qc(a, min_counts=int(np.median(np.asarray(a.layers["counts"].sum(1)).ravel())))
+    qc = out.uns["spatialdomains"]["qc"]
+    assert qc["n_spots_in"] == n
+    assert qc["n_spots_removed"] == n - out.n_obs
+    assert 0 < qc["n_spots_removed"] < n
+    assert "pct_counts_mt" in out.obs
+
+
+def test_qc_refuses_to_remove_everything(layered_slice):
+    with pytest.raises(InputError, match="removed every spot"):
+        pp.qc(layered_slice, min_counts=10**9)
+
+
+@pytest.mark.parametrize("scale", ["none", "sd", "zscore"])
+def test_normalize_variants(layered_slice, scale):
+    pp.normalize(layered_slice, scale=scale)
+    X = layered_slice.X.toarray() if sp.issparse(layered_slice.X) else layered_slice.X
+    assert np.isfinite(X).all()
+    if scale == "sd":
+        assert X.min() >= 0 and X.max() <= 10 + 1e-6
+    if scale == "zscore":
+        np.testing.assert_allclose(X.mean(0), 0, atol=0.2)
+
+
+@pytest.mark.parametrize("flavor", ["seurat_v3", "seurat", "cell_ranger", "moran"])
+def test_hvg_flavours_find_markers(layered_slice, flavor):
+    from spatialdomains.graph import spatial_graph
+
+    spatial_graph(layered_slice, platform="visium")
+    pp.highly_variable_genes(layered_slice, 60, flavor=flavor)
+    hv = layered_slice.var_names[layered_slice.var["highly_variable"]]
+    assert len(hv) == 60
+    markers = {g for genes in layered_slice.uns["markers"].values() for g in genes}
+    # planted marker programmes dominate the variable genes
+    assert len(markers & set(hv)) / len(hv) > 0.5
+
+
+def test_prepare_group_intersects_and_builds_block_graph(two_slices):
+    cfg = pp.PrepConfig(n_top_genes=150, normalize_scope="hvg")
+    out = pp.prepare_group(two_slices, cfg, platform="visium")
+    assert out.n_obs == sum(a.n_obs for a in two_slices)
+    assert list(out.obs["slice"].cat.categories) == [a.obs["slice"].iloc[0] for a in two_slices]
+    assert out.X.dtype == np.float32 and isinstance(out.X, np.ndarray)
+    assert out.n_vars <= 150
+    adj = out.obsp["spatial_connectivities"].tocoo()
+    s = out.obs["slice"].to_numpy()
+    assert np.all(s[adj.row] == s[adj.col])
+    assert "counts" in out.layers
+
+
+def test_prepare_group_no_shared_genes_is_clear(two_slices):
+    b = two_slices[1]
+    b.var_names = [f"OTHER{i}" for i in range(b.n_vars)]
+    with pytest.raises(InputError, match="share no highly variable genes"):
+        pp.prepare_group(two_slices, pp.PrepConfig(n_top_genes=50))
