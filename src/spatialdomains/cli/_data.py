@@ -94,8 +94,18 @@ def prepare_cmd(inputs: tuple[Path, ...], output: Path, method: str, platform: s
     from ..pp import prepare_group
     from .._utils import write_h5ad_atomic
 
+    from .._constants import SLICE_KEY, SPATIAL
+    from .._utils import InputError
+
+    slices = []
+    for p in inputs:
+        a = ad.read_h5ad(p)
+        if SPATIAL not in a.obsm:
+            raise InputError(f"{p}: obsm['spatial'] is missing (spot coordinates are needed for the graph)")
+        if SLICE_KEY not in a.obs:
+            raise InputError(f"{p}: obs['slice'] is missing; create inputs with `spatialdomains read`")
+        slices.append(a)
     spec = get_method(method)
-    slices = [ad.read_h5ad(p) for p in inputs]
     recipe = spec.prep_for(len(slices)).replace(n_top_genes=n_top_genes, hvg_flavor=hvg_flavor, scale=scale)
     adata = prepare_group(slices, recipe, platform=platform, graph_kind=graph_kind, graph_k=graph_k,
                           graph_radius=graph_radius)
