@@ -91,12 +91,12 @@ def run_training(
         loss = terms["loss"]
         value = float(loss.detach())
         if not math.isfinite(value):
-            parts = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+            parts = ", ".join(f"{k}={float(v.detach() if hasattr(v, 'detach') else v):.4g}" for k, v in terms.items())
             raise TrainingDiverged(f"{name}: loss is {value} at epoch {epoch} ({parts}); "
                                    "lower the learning rate or check the input for NaN/constant features")
         loss.backward()
         optimizer.step()
-        row = {"epoch": epoch, **{k: float(v) for k, v in terms.items()}, "seconds": time.perf_counter() - t0}
+        row = {"epoch": epoch, **{k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in terms.items()}, "seconds": time.perf_counter() - t0}
         history.append(row)
         if bar is not None:
             bar.update(1)

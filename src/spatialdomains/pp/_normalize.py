@@ -37,7 +37,10 @@ def normalize(
         sc.pp.log1p(adata)
         adata.uns.pop("log1p", None)
     if scale != "none":
+        if sp.issparse(adata.X) and scale == "zscore":
+            adata.X = adata.X.toarray()
         sc.pp.scale(adata, zero_center=(scale == "zscore"), max_value=max_value)
-        adata.X = np.asarray(adata.X, dtype=np.float32)
+        X = adata.X.toarray() if sp.issparse(adata.X) else adata.X
+        adata.X = np.asarray(X, dtype=np.float32)
     record(adata, "normalize", dict(target_sum=target_sum, log1p=log1p, scale=scale, max_value=max_value))
     return adata if copy else None
