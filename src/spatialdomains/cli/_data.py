@@ -141,7 +141,9 @@ def simulate_cmd(n_spots, n_slices, n_domains, n_genes, pattern, layout, batch_e
 @click.option("--method", required=True, help="Which embedding/domains to evaluate.")
 @click.option("--truth-key", default="truth", show_default=True, help="obs column with manual labels.")
 @click.option("--batch-key", default="slice", show_default=True)
-def evaluate_cmd(input_path: Path, output: Path, method: str, truth_key: str, batch_key: str) -> None:
+@click.option("--group", default=None, help="Group id recorded in the JSON (default: the slices joined by '+').")
+def evaluate_cmd(input_path: Path, output: Path, method: str, truth_key: str, batch_key: str,
+                 group: str | None) -> None:
     """ARI/NMI/CA against truth when present, SC/DB always, batch metrics for several slices."""
     import anndata as ad
 
@@ -152,5 +154,7 @@ def evaluate_cmd(input_path: Path, output: Path, method: str, truth_key: str, ba
     adata = ad.read_h5ad(input_path)
     metrics = evaluate(adata, embedding_key=embedding_key(method), domain_key=domain_key(method),
                        truth_key=truth_key if truth_key in adata.obs else None, batch_key=batch_key)
-    metrics["method"] = method
+    train_info = adata.uns.get("spatialdomains", {}).get(f"train_{method}", {})
+    slices = [str(c) for c in adata.obs[batch_key].astype("category").cat.categories] if batch_key in adata.obs else []
+    metrics.update(method=method, seed=train_info.get("seed"), group=group or "+".join(slices), slices=slices)
     write_json_atomic(output, metrics)
