@@ -139,6 +139,13 @@ def mclust(
     from rpy2.robjects import default_converter, numpy2ri
     from rpy2.robjects.conversion import localconverter
 
+    # Constant columns (e.g. ReLU units that never fire, as in Spotscape's non-negative embedding)
+    # make every shared covariance singular, and mclust then finds no fit: drop them.
+    spread = X.std(axis=0)
+    keep = spread > 1e-8 * max(float(spread.max()), 1e-30)
+    if not keep.all():
+        logg.info(f"mclust: dropping {int((~keep).sum())} constant embedding dimension(s) of {X.shape[1]}")
+        X = np.ascontiguousarray(X[:, keep])
     n, d = X.shape
     if d == 1 and len(model) == 3:
         logg.warning(f"mclust: 1-D embedding, using univariate model {model[0]!r} instead of {model!r}")
@@ -452,8 +459,18 @@ def cluster(
         logg.warning(warning)
     elif method == "mclust":
         backend = "mclust"
+    fallbacks: list[str] = []
     if backend == "mclust":
-        fit = functools.partial(mclust, seed=seed, max_fit=max_fit)
+        def fit(emb, k):
+            try:
+                return mclust(emb, k, seed=seed, max_fit=max_fit)
+            except RuntimeError as err:
+                if "no fit" not in str(err):
+                    raise
+                # A degenerate embedding for EEE at this K: keep the run going, and say so in uns.
+                fallbacks.append(f"K={k}: {err}; used the tied-covariance GMM instead")
+                logg.warning(fallbacks[-1])
+                return gmm_tied(emb, k, seed=seed)
     elif backend in (FALLBACK_BACKEND, "gmm"):
         fit = functools.partial(gmm_tied, seed=seed)
     else:
@@ -483,6 +500,9 @@ def cluster(
         labels = refine_labels(
             labels, adata.obsm[SPATIAL], n_neighbors=refine_n_neighbors, slice_ids=slice_ids
         )
+    if fallbacks:
+        backend = FALLBACK_BACKEND
+        warning = "; ".join(fallbacks)
     labels = _relabel(labels)
     n_found = int(labels.max()) + 1
     adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(n_found)])

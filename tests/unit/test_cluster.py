@@ -237,3 +237,39 @@ def test_cluster_bad_input(blobs4):
         cl.cluster(adata, 4, method="hdbscan")
     with pytest.raises(InputError, match="leiden"):
         cl.cluster(adata, 4, method="leiden")
+
+
+def test_mclust_ignores_constant_dimensions():
+    """Non-negative ReLU embeddings have dead units; mclust must still fit (they make EEE singular)."""
+    from spatialdomains.cluster import mclust, mclust_available
+
+    if not mclust_available():
+        pytest.skip("R/mclust not installed")
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 5, (3, 6))
+    X = np.concatenate([c + rng.normal(0, 0.5, (100, 6)) for c in centers])
+    X = np.concatenate([np.maximum(X, 0), np.zeros((300, 4))], axis=1)  # 4 dead units
+    truth = np.repeat([0, 1, 2], 100)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, mclust(X, 3, seed=1)) > 0.9
+
+
+def test_cluster_falls_back_when_mclust_finds_no_fit(monkeypatch):
+    import anndata as ad
+
+    from spatialdomains import cluster as cl
+
+    def no_fit(*args, **kwargs):
+        raise RuntimeError("mclust found no fit (model EEE, G=3)")
+
+    monkeypatch.setattr(cl, "mclust", no_fit)
+    monkeypatch.setattr(cl, "mclust_available", lambda: True)
+    rng = np.random.default_rng(1)
+    a = ad.AnnData(np.zeros((150, 2), dtype=np.float32))
+    a.obsm["X_toy"] = np.concatenate([rng.normal(m, 0.3, (50, 3)) for m in (0, 4, 8)])
+    cl.cluster(a, 3, use_rep="X_toy", method="mclust")
+    info = a.uns["spatialdomains"]["cluster_toy"]
+    assert info["backend"] == "gmm_tied_fallback"
+    assert "no fit" in info["warning"]
+    assert a.obs["domain_toy"].nunique() == 3

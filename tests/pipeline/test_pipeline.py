@@ -1,0 +1,361 @@
+"""The Nextflow pipeline, run for real through the offline wrapper.
+
+(a) a ``-stub`` run of the whole DAG (test profile, both methods, two seeds) matches a stored snapshot:
+    tasks per process, the sorted published files and the tools in the versions YAML;
+(b) the real ``-profile test`` run (once per session, 2 CPUs) publishes embeddings, domains and metrics,
+    with ARI above a floor on the synthetic truth; h5ad outputs are compared by structure;
+(c) ``-resume`` re-runs nothing; after changing one method's epochs only that method's tasks re-run;
+(d) a bad sample sheet fails in seconds with the row-level message and no task but VALIDATE;
+plus --help, the missing --input error, the unknown-parameter warning and every profile parsing.
+
+Snapshots live in ``tests/pipeline/snapshots/``; refresh them with ``UPDATE_SNAPSHOTS=1`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LIB = ROOT / "tools/nextflow/lib"
+VENV_BIN = ROOT / ".venv/bin"
+NEXTFLOW = VENV_BIN / "nextflow" if (VENV_BIN / "nextflow").exists() else ROOT / "tools/nextflow/nextflow"
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+DEMO = ROOT / "assets/demo"
+UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
+METHODS = ("staig", "spotscape")
+ARI_FLOOR = 0.25  # both methods reach far more on the demo's layered synthetic tissue; this catches breakage
+FAIL_FAST_S = float(os.environ.get("SPATIALDOMAINS_FAIL_FAST_S", "30"))
+
+pytestmark = pytest.mark.skipif(not LIB.exists(), reason="Nextflow runtime missing: run `make setup` (CI always does)")
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+def nextflow(args: list[str], cwd: Path, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run the wrapper offline from ``cwd`` (its own .nextflow/ history), with the venv's CLI on PATH."""
+    env = {**os.environ, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false",
+           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # C1-only JIT: the JVM starts in about half the time on a busy 2-core machine (scripts/demo.sh does the same)
+    env.setdefault("NXF_OPTS", "-XX:+TieredCompilation -XX:TieredStopAtLevel=1")
+    env.pop("NXF_WORK", None)
+    return subprocess.run([str(NEXTFLOW), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def explain(res: subprocess.CompletedProcess) -> str:
+    return f"exit {res.returncode}\n--- stdout ---\n{res.stdout[-6000:]}\n--- stderr ---\n{res.stderr[-6000:]}"
+
+
+def read_trace(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def short(process: str) -> str:
+    return process.rsplit(":", 1)[-1]
+
+
+def task_counts(trace: list[dict[str, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in trace:
+        counts[short(row["process"])] = counts.get(short(row["process"]), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def published_files(outdir: Path, ignore: list[str]) -> list[str]:
+    files = sorted(str(p.relative_to(outdir)) for p in outdir.rglob("*") if p.is_file())
+    return [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in ignore)]
+
+
+def versions_tools(path: Path) -> dict[str, list[str]]:
+    """``process: [tool, ...]`` of the collated versions YAML (values vary by machine; names must not)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    return {proc: sorted(tools) for proc, tools in sorted(data.items())}
+
+
+def h5ad_structure(path: Path) -> dict:
+    import anndata as ad
+
+    a = ad.read_h5ad(path, backed="r")
+    try:
+        return {
+            "obs": sorted(a.obs.columns),
+            "obsm": {k: list(a.obsm[k].shape[1:]) for k in sorted(a.obsm)},
+            "obsp": sorted(a.obsp),
+            "layers": sorted(a.layers),
+            "uns": sorted(a.uns),
+        }
+    finally:
+        a.file.close()
+
+
+def check_snapshot(name: str, actual: dict) -> None:
+    path = SNAPSHOTS / name
+    if UPDATE or not path.exists():
+        if not UPDATE and os.environ.get("CI"):
+            pytest.fail(f"snapshot {path} is missing; create it with UPDATE_SNAPSHOTS=1 and commit it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(actual, indent=2, sort_keys=True) + "\n")
+        if not UPDATE:
+            pytest.fail(f"snapshot {path} did not exist and was written; review and commit it")
+        return
+    expected = json.loads(path.read_text())
+    assert actual == expected, f"{name} differs from the snapshot (UPDATE_SNAPSHOTS=1 to refresh, then review)"
+
+
+def ignore_patterns() -> list[str]:
+    lines = (SNAPSHOTS / "ignore.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+# --- (a) the stub DAG ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def stub_run(tmp_path_factory):
+    assert (DEMO / "samplesheet.csv").exists(), "assets/demo/samplesheet.csv is missing"
+    cwd = tmp_path_factory.mktemp("stub")
+    # --sedds: a misspelt parameter must give a warning with a suggestion, and nothing else
+    res = nextflow(["run", str(ROOT), "-profile", "test", "-stub", "--seeds", "0,1", "--outdir", "results",
+                    "-w", "work", "--trace_report_suffix", "stub", "--sedds", "3"], cwd)
+    return cwd, res
+
+
+def test_stub_run_passes(stub_run):
+    cwd, res = stub_run
+    assert res.returncode == 0, explain(res)
+    assert "Pipeline completed successfully" in res.stdout + res.stderr
+
+
+def test_stub_matches_snapshot(stub_run):
+    cwd, res = stub_run
+    assert res.returncode == 0, explain(res)
+    outdir = cwd / "results"
+    actual = {
+        "tasks": task_counts(read_trace(outdir / "pipeline_info/execution_trace_stub.txt")),
+        "files": published_files(outdir, ignore_patterns()),
+        "versions": versions_tools(outdir / "pipeline_info/spatialdomains_software_versions.yml"),
+    }
+    # the fan-out itself, independent of the snapshot: 2 slices, 1 group, 2 methods, 2 seeds
+    assert actual["tasks"]["SPATIALDOMAINS_READ"] == 2
+    assert actual["tasks"]["SPATIALDOMAINS_PREPARE"] == 2
+    assert actual["tasks"]["SPATIALDOMAINS_TRAIN"] == 4
+    assert actual["tasks"]["SPATIALDOMAINS_COLLECT_METRICS"] == 1
+    check_snapshot("stub.json", actual)
+
+
+def test_unknown_parameter_warns_with_suggestion(stub_run):
+    cwd, res = stub_run
+    out = res.stdout + res.stderr
+    assert "unknown parameter(s)" in out and "--sedds (did you mean --seeds?)" in out, explain(res)
+
+
+# --- (b) the real test profile ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory):
+    """``-profile test`` once per session, on at most 2 CPUs (the profile's resourceLimits)."""
+    cwd = tmp_path_factory.mktemp("real")
+    start = time.monotonic()
+    res = nextflow(["run", str(ROOT), "-profile", "test", "--outdir", "results", "-w", "work",
+                    "--trace_report_suffix", "run1"], cwd)
+    return cwd, res, time.monotonic() - start
+
+
+def _group_dirs(outdir: Path) -> list[Path]:
+    return sorted(p for p in outdir.iterdir() if p.is_dir() and p.name not in ("pipeline_info", "slices"))
+
+
+def test_real_run_passes(real_run):
+    cwd, res, took = real_run
+    assert res.returncode == 0, explain(res)
+    trace = read_trace(cwd / "results/pipeline_info/execution_trace_run1.txt")
+    assert all(row["status"] == "COMPLETED" for row in trace), trace
+    assert max(int(row["cpus"]) for row in trace) <= 2
+    print(f"test profile: {len(trace)} tasks in {took:.0f} s")
+
+
+def test_real_outputs_hold_embeddings_domains_metrics(real_run):
+    cwd, res, _ = real_run
+    assert res.returncode == 0, explain(res)
+    import anndata as ad
+    import pandas as pd
+
+    outdir = cwd / "results"
+    groups = _group_dirs(outdir)
+    assert groups, f"no group folder in {outdir}"
+    structures = {}
+    for group_dir in groups:
+        group = group_dir.name
+        table = pd.read_csv(group_dir / f"{group}.metrics.csv")
+        assert sorted(table["method"]) == sorted(METHODS)
+        for method in METHODS:
+            run = group_dir / method / "seed0"
+            prefix = f"{group}_{method}_s0"
+            adata = ad.read_h5ad(run / f"{prefix}.h5ad")
+            emb = adata.obsm[f"X_{method}"]
+            assert emb.shape[0] == adata.n_obs and emb.shape[1] >= 2
+            assert pd.notna(emb).all()
+            domains = adata.obs[f"domain_{method}"]
+            assert domains.nunique() >= 2
+            assert adata.obs["slice"].nunique() == 2  # both slices were integrated jointly
+            calls = pd.read_csv(run / f"{prefix}.domains.csv")
+            assert len(calls) == adata.n_obs and {"barcode", "domain"} <= set(calls.columns)
+            loss = pd.read_csv(run / f"{prefix}.loss.csv")
+            assert len(loss) > 0
+            assert (run / f"{prefix}.pt").stat().st_size > 0
+            metrics = json.loads((run / f"{prefix}.metrics.json").read_text())
+            assert metrics["ari"] >= ARI_FLOOR, f"{method}: ARI {metrics['ari']:.3f} < {ARI_FLOOR}"
+            assert table.loc[table["method"] == method, "ari"].iloc[0] == pytest.approx(metrics["ari"])
+            structures[str((run / f"{prefix}.h5ad").relative_to(outdir))] = h5ad_structure(run / f"{prefix}.h5ad")
+        for method in METHODS:
+            path = group_dir / f"{group}_{method}.prepared.h5ad"
+            structures[str(path.relative_to(outdir))] = h5ad_structure(path)
+    for qc in sorted((outdir / "slices").glob("*/*.qc.json")):
+        assert json.loads(qc.read_text()), qc
+    check_snapshot("test_h5ad.json", structures)
+
+
+# --- (c) -resume -----------------------------------------------------------------------------------------------
+
+def test_resume_reruns_nothing(real_run):
+    cwd, res, _ = real_run
+    assert res.returncode == 0, explain(res)
+    again = nextflow(["run", str(ROOT), "-profile", "test", "--outdir", "results_resume", "-w", "work",
+                      "--trace_report_suffix", "run2", "-resume"], cwd)
+    assert again.returncode == 0, explain(again)
+    trace = read_trace(cwd / "results_resume/pipeline_info/execution_trace_run2.txt")
+    assert trace and all(row["status"] == "CACHED" for row in trace), [(r["name"], r["status"]) for r in trace]
+    assert "Submitted process" not in again.stdout
+
+
+def test_resume_after_changing_one_method_reruns_only_that_method(real_run):
+    cwd, res, _ = real_run
+    assert res.returncode == 0, explain(res)
+    changed = nextflow(["run", str(ROOT), "-profile", "test", "--outdir", "results_changed", "-w", "work",
+                        "--trace_report_suffix", "run3", "--staig_epochs", "59", "-resume"], cwd)
+    assert changed.returncode == 0, explain(changed)
+    trace = read_trace(cwd / "results_changed/pipeline_info/execution_trace_run3.txt")
+    rerun = sorted((short(r["process"]), r["tag"]) for r in trace if r["status"] != "CACHED")
+    group = _group_dirs(cwd / "results")[0].name
+    assert rerun == sorted([
+        ("SPATIALDOMAINS_TRAIN", f"{group}_staig_s0"),
+        ("SPATIALDOMAINS_CLUSTER", f"{group}_staig_s0"),
+        ("SPATIALDOMAINS_EVALUATE", f"{group}_staig_s0"),
+        ("SPATIALDOMAINS_COLLECT_METRICS", group),
+    ]), rerun
+
+
+# --- (d) bad sample sheets fail fast ---------------------------------------------------------------------------
+
+def _demo_rows() -> list[dict[str, str]]:
+    with open(DEMO / "samplesheet.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:  # absolute paths, so the bad sheets can live in tmp_path
+        for col in ("data", "image"):
+            if row.get(col):
+                row[col] = str((DEMO / row[col]).resolve())
+    return rows
+
+
+def _write(path: Path, rows: list[dict[str, str]], columns: list[str]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _missing_column(tmp: Path) -> tuple[Path, list[str]]:
+    rows = _demo_rows()
+    cols = [c for c in rows[0] if c != "data"]
+    return _write(tmp / "sheet.csv", rows, cols), ["column 'data': required column is missing"]
+
+
+def _duplicate_sample(tmp: Path) -> tuple[Path, list[str]]:
+    rows = _demo_rows()
+    rows[1]["sample"] = rows[0]["sample"]
+    return _write(tmp / "sheet.csv", rows, list(rows[0])), ["row 2, column 'sample': duplicate sample id"]
+
+
+def _missing_file(tmp: Path) -> tuple[Path, list[str]]:
+    rows = _demo_rows()
+    rows[1]["data"] = str(tmp / "nowhere.h5ad")
+    return _write(tmp / "sheet.csv", rows, list(rows[0])), ["row 2, column 'data': file not found"]
+
+
+def _unknown_platform(tmp: Path) -> tuple[Path, list[str]]:
+    rows = _demo_rows()
+    rows[0]["platform"] = "visiumm"
+    return _write(tmp / "sheet.csv", rows, list(rows[0])), ["row 1, column 'platform': platform must be one of"]
+
+
+@pytest.mark.parametrize("make_sheet", [_missing_column, _duplicate_sample, _missing_file, _unknown_platform],
+                         ids=["missing-column", "duplicate-sample", "missing-file", "unknown-platform"])
+def test_bad_samplesheet_fails_fast_with_row_message(tmp_path, make_sheet):
+    sheet, messages = make_sheet(tmp_path)
+    start = time.monotonic()
+    res = nextflow(["run", str(ROOT), "-profile", "test", "--input", str(sheet), "--outdir", "results",
+                    "-w", "work", "--trace_report_suffix", "bad"], tmp_path, timeout=300)
+    took = time.monotonic() - start
+    assert res.returncode != 0, explain(res)
+    for message in messages:
+        assert message in res.stderr, f"{message!r} not on stderr\n{explain(res)}"
+    trace = read_trace(tmp_path / "results/pipeline_info/execution_trace_bad.txt")
+    assert [(short(r["process"]), r["status"]) for r in trace] == [("SPATIALDOMAINS_VALIDATE", "FAILED")], trace
+    assert took < FAIL_FAST_S, f"took {took:.1f} s"
+
+
+# --- init: help, missing input, profiles -----------------------------------------------------------------------
+
+def test_help_lists_schema_parameters(tmp_path):
+    res = nextflow(["run", str(ROOT), "--help"], tmp_path, timeout=300)
+    assert res.returncode == 0, explain(res)
+    schema = json.loads((ROOT / "nextflow_schema.json").read_text())
+    for group in schema["$defs"].values():
+        for name, prop in group["properties"].items():
+            if not prop.get("hidden"):
+                assert f"--{name} " in res.stdout, name
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())
+
+
+def test_missing_input_is_a_clear_error(tmp_path):
+    res = nextflow(["run", str(ROOT), "--outdir", "results"], tmp_path, timeout=300)
+    assert res.returncode != 0
+    assert "Missing --input" in res.stdout + res.stderr, explain(res)
+
+
+@pytest.mark.parametrize("profiles", ["test,gpu,docker", "test_full,slurm,singularity,gpu", "podman,apptainer",
+                                      "awsbatch,google_batch"])
+def test_profiles_parse(tmp_path, profiles):
+    res = nextflow(["config", "-flat", "-profile", profiles, str(ROOT)], tmp_path, timeout=300)
+    assert res.returncode == 0, explain(res)
+    if "gpu" in profiles:
+        assert "accelerator = 1" in res.stdout
+    if "slurm" in profiles:
+        assert "process.executor = 'slurm'" in res.stdout
+
+
+def test_schema_methods_are_the_registry():
+    """The `methods` pattern of nextflow_schema.json names exactly the registered methods."""
+    import re
+
+    from spatialdomains.models import METHODS as REGISTRY
+
+    pattern = json.loads((ROOT / "nextflow_schema.json").read_text())["$defs"]["domain_options"]["properties"][
+        "methods"]["pattern"]
+    named = set(re.findall(r"[a-z_]+", re.sub(r"\\[sd]", "", pattern)))
+    assert named == set(REGISTRY), (named, sorted(REGISTRY))
+    params = {name for group in json.loads((ROOT / "nextflow_schema.json").read_text())["$defs"].values()
+              for name in group["properties"]}
+    for method in REGISTRY:  # every method has its own epochs / params options (conf/modules.config reads them)
+        assert re.fullmatch(pattern, method) and re.fullmatch(pattern, ",".join(sorted(REGISTRY)))
+        assert {f"{method}_epochs", f"{method}_params"} <= params, method

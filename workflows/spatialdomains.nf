@@ -1,0 +1,94 @@
+/*
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    SPATIALDOMAINS: the analysis DAG (every value comes in through take:)
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    slice:   READ -> QC -> [IMAGE_TILES -> IMAGE_FEATURES]   (images: slices that have one)
+    group x method:         PREPARE
+    group x method x seed:  TRAIN -> CLUSTER -> EVALUATE
+    group:                  COLLECT_METRICS -> ANALYSE_DOMAINS
+----------------------------------------------------------------------------------------
+*/
+
+include { PREPARE_SLICES         } from '../subworkflows/local/prepare_slices'
+include { IMAGE_FEATURES         } from '../subworkflows/local/image_features'
+include { LEARN_DOMAINS          } from '../subworkflows/local/learn_domains'
+include { ANALYSE_DOMAINS        } from '../subworkflows/local/analyse_domains'
+include { softwareVersionsToYAML } from '../subworkflows/local/utils_spatialdomains_pipeline'
+
+workflow SPATIALDOMAINS {
+
+    take:
+    ch_samplesheet  // channel: [ meta, data, image | [], truth_file | [], truth_column ]
+    ch_group_sizes  // channel: value map [ group: number of slices ]
+    ch_init_versions // channel: [ versions.yml ] of the initialisation tasks
+    methods         // value: list of method names
+    seeds           // value: list of integer seeds
+    skip_images     // value: boolean
+    byol_weights    // value: path, BYOL weights or assets/NO_FILE
+    outdir          // value: string
+
+    main:
+    ch_versions = ch_init_versions
+
+    //
+    // Per slice: read into the AnnData contract, QC
+    //
+    PREPARE_SLICES(ch_samplesheet)
+    ch_versions = ch_versions.mix(PREPARE_SLICES.out.versions)
+
+    //
+    // Per slice with an image: tiles -> BYOL image features (unless --skip_images)
+    //
+    ch_qc = PREPARE_SLICES.out.h5ad
+        .branch { meta, h5ad ->
+            image: meta.has_image && !skip_images
+            plain: true
+        }
+    ch_images = ch_samplesheet
+        .map { meta, data, image, truth_file, truth_column -> [meta.id, image] }
+    ch_image_in = ch_qc.image
+        .map { meta, h5ad -> [meta.id, meta, h5ad] }
+        .join(ch_images)
+        .map { id, meta, h5ad, image -> [meta, h5ad, image] }
+
+    IMAGE_FEATURES(ch_image_in, byol_weights)
+    ch_versions = ch_versions.mix(IMAGE_FEATURES.out.versions)
+
+    //
+    // Per group x method x seed: prepare, train, cluster, evaluate; per group: metrics table
+    //
+    LEARN_DOMAINS(
+        ch_qc.plain.mix(IMAGE_FEATURES.out.h5ad),
+        ch_group_sizes,
+        methods,
+        seeds,
+    )
+    ch_versions = ch_versions.mix(LEARN_DOMAINS.out.versions)
+
+    //
+    // Per group: analysis and report (to come)
+    //
+    ANALYSE_DOMAINS(
+        LEARN_DOMAINS.out.clustered,
+        LEARN_DOMAINS.out.tables,
+        PREPARE_SLICES.out.qc_json,
+    )
+    ch_versions = ch_versions.mix(ANALYSE_DOMAINS.out.versions)
+
+    //
+    // Software versions of every task -> pipeline_info
+    //
+    ch_collated_versions = softwareVersionsToYAML(ch_versions)
+        .collectFile(
+            storeDir: "${outdir}/pipeline_info",
+            name: 'spatialdomains_software_versions.yml',
+            sort: true,
+            newLine: true,
+        )
+
+    emit:
+    clustered = LEARN_DOMAINS.out.clustered   // channel: [ meta, h5ad ]
+    metrics   = LEARN_DOMAINS.out.metrics     // channel: [ meta, metrics.json ]
+    tables    = LEARN_DOMAINS.out.tables      // channel: [ meta, metrics.csv ]
+    versions  = ch_collated_versions          // channel: [ path(versions.yml) ]
+}
