@@ -68,6 +68,17 @@ python_env() {
     echo "installed $(  "$VENV/bin/pip" list 2>/dev/null | wc -l) packages into $VENV"
 }
 
+nfcore_tools() {
+    # nf-core/tools lives in its own venv: it resolves pandas 3, which the main stack does not support.
+    local venv="$ROOT/.venv-nfcore" stamp="$ROOT/.venv-nfcore/.stamp" want
+    want=$(hash_of requirements/nfcore.txt)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then echo "up to date ($venv)"; return; fi
+    [ -x "$venv/bin/python" ] || $PYTHON -m venv "$venv"
+    "$venv/bin/pip" install -q -r requirements/nfcore.txt
+    echo "$want" > "$stamp"
+    echo "installed $("$venv/bin/pip" list 2>/dev/null | grep -i '^nf-core ' | tr -s ' ')"
+}
+
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 
 nextflow_runtime() {
@@ -96,3 +107,4 @@ nextflow_runtime() {
 step "system packages (R, mclust, Java)" system_packages
 step "python venv" python_env
 step "nextflow $NXF_PIN" nextflow_runtime
+step "nf-core tools (lint)" nfcore_tools

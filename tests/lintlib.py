@@ -112,5 +112,21 @@ def check_dockerfiles(root: Path) -> list[str]:
     return problems
 
 
+def check_nfcore(root: Path) -> list[str]:
+    """``nf-core pipelines lint`` and ``schema lint``, offline (settings in .nf-core.yml)."""
+    nfcore = root / ".venv-nfcore/bin/nf-core"
+    if not nfcore.exists():
+        return ["nf-core tools missing: run make setup"]
+    env = {**os.environ, "NXF_OFFLINE": "true", "NFCORE_NO_VERSION_CHECK": "1", "NXF_ANSI_LOG": "false",
+           "PATH": f"{root / '.venv/bin'}:{os.environ.get('PATH', '')}", "TERM": "dumb", "COLUMNS": "120"}
+    problems = []
+    for args in (["pipelines", "lint", "--dir", str(root)], ["pipelines", "schema", "lint", "nextflow_schema.json"]):
+        res = subprocess.run([str(nfcore), *args], cwd=root, env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-25:])
+            problems.append(f"nf-core {' '.join(args[:2])} failed:\n{tail}")
+    return problems
+
+
 def run_all(root: Path) -> list[str]:
-    return check_json_schemas(root) + check_params_match(root) + check_dockerfiles(root)
+    return check_json_schemas(root) + check_params_match(root) + check_dockerfiles(root) + check_nfcore(root)
