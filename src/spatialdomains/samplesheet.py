@@ -20,6 +20,8 @@ from ._utils import InputError
 __all__ = ["load_schema", "validate_samplesheet", "SamplesheetError", "Problem", "guess_platform"]
 
 REMOTE_PREFIXES = ("http://", "https://", "ftp://", "s3://", "gs://", "az://")
+#: Group names that would collide with the pipeline's own output folders.
+RESERVED_GROUPS = ("slices", "pipeline_info", "multiqc", "simulated_input")
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,11 @@ def _schema_message(prop: dict[str, Any], default: str) -> str:
     return prop.get("errorMessage", default)
 
 
-def validate_samplesheet(path: str | Path, *, check_exists: bool = True) -> list[dict[str, Any]]:
+def validate_samplesheet(path: str | Path, *, check_exists: bool = True,
+                         base_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Validate a sample sheet and return its rows normalised for the pipeline.
 
-    Relative paths are resolved against the sample sheet's folder; empty ``group`` becomes the
+    Relative paths are resolved against ``base_dir`` (default: the sample sheet's folder); empty ``group`` becomes the
     sample id; empty ``platform`` is guessed from the data. Each returned row also carries
     ``has_image`` and ``has_truth``. Raises :class:`SamplesheetError` listing *all* problems.
     """
@@ -126,7 +129,7 @@ def validate_samplesheet(path: str | Path, *, check_exists: bool = True) -> list
         raise SamplesheetError(path, problems)
 
     validator = Draft202012Validator({**item_schema, "additionalProperties": True})
-    base = path.resolve().parent
+    base = Path(base_dir).resolve() if base_dir else path.resolve().parent
     out: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(rows, start=1):
@@ -190,6 +193,9 @@ def validate_samplesheet(path: str | Path, *, check_exists: bool = True) -> list
     for i, r in enumerate(out, start=1):
         groups.setdefault(r["group"], []).append(i)
     for group, members in groups.items():
+        if group in RESERVED_GROUPS:
+            problems.append(Problem(members[0], "group", f"group name {group!r} is reserved for the pipeline's "
+                                                         f"output folders ({', '.join(RESERVED_GROUPS)})"))
         ks = {out[m - 1]["n_domains"] for m in members if out[m - 1]["n_domains"] != ""}
         if len(ks) > 1:
             problems.append(Problem(members[0], "n_domains",

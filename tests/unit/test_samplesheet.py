@@ -68,3 +68,17 @@ def test_cli_exit_code_and_stderr(tmp_path):
     res = CliRunner().invoke(main, ["validate-samplesheet", str(ok), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert out.read_text().splitlines()[0].startswith("sample,group,data")
+
+
+def test_reserved_group_names_and_base_dir(tmp_path):
+    p = _sheet(tmp_path, "sample,group,data\ns1,pipeline_info,a.h5ad\n")
+    with pytest.raises(SamplesheetError, match="reserved"):
+        validate_samplesheet(p)
+    elsewhere = tmp_path / "sheets"
+    elsewhere.mkdir()
+    moved = elsewhere / "s.csv"
+    moved.write_text("sample,data\ns1,a.h5ad\n")
+    with pytest.raises(SamplesheetError, match="file not found"):
+        validate_samplesheet(moved)
+    rows = validate_samplesheet(moved, base_dir=tmp_path)
+    assert rows[0]["data"] == str(tmp_path / "a.h5ad")

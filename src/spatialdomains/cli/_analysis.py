@@ -146,3 +146,17 @@ def go_gmt_cmd(obo: Path, gaf: Path, namespace: str, id_column: str, output: Pat
     names: dict[str, str] = {}
     sets = go_gmt_from_obo_gaf(obo, gaf, namespace, id_column=id_column, descriptions=names)
     write_gmt(output, sets, names)
+
+
+@main.command("collect-metrics")
+@click.option("--metrics", "metrics", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Metrics JSON (repeatable).")
+@click.option("--domains", "domains", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="domains.csv of the same runs (repeatable), for between-seed stability.")
+@output_option("Metrics table (CSV), one row per method x seed.")
+def collect_metrics_cmd(metrics, domains, output: Path) -> None:
+    """Merge a group's metrics JSONs into one table, with between-seed ARI per run."""
+    from .._utils import write_csv_atomic
+    from ..report._data import collect_metrics
+
+    write_csv_atomic(collect_metrics(metrics, domains), output, index=False)

@@ -14,12 +14,14 @@ from ._base import input_option, main, output_option, threads_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the normalised sample sheet (absolute paths, groups, platforms) here.")
 @click.option("--no-check-exists", is_flag=True, help="Do not check that data/image files exist.")
-def validate_samplesheet_cmd(sheet: Path, output: Path | None, no_check_exists: bool) -> None:
+@click.option("--base-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Resolve relative paths against this folder (default: the sample sheet's folder).")
+def validate_samplesheet_cmd(sheet: Path, output: Path | None, no_check_exists: bool, base_dir: Path | None) -> None:
     """Check every row of SHEET and report all problems at once (row, column, reason)."""
     from ..samplesheet import SamplesheetError, validate_samplesheet, write_validated
 
     try:
-        rows = validate_samplesheet(sheet, check_exists=not no_check_exists)
+        rows = validate_samplesheet(sheet, check_exists=not no_check_exists, base_dir=base_dir)
     except SamplesheetError as err:
         click.echo(f"Error: {err}", err=True)
         raise SystemExit(1) from None
@@ -38,6 +40,7 @@ def validate_samplesheet_cmd(sheet: Path, output: Path | None, no_check_exists: 
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Full-resolution H&E image of the slice (recorded for the image steps).")
 @output_option("Output .h5ad in the AnnData contract.")
+@threads_option
 def read_cmd(data: Path, sample: str, platform: str | None, truth: str | None, image: Path | None,
              output: Path) -> None:
     """Read one slice from any supported format into the AnnData contract."""
@@ -58,6 +61,7 @@ def read_cmd(data: Path, sample: str, platform: str | None, truth: str | None, i
 @click.option("--max-mt-pct", type=click.FloatRange(0, 100), default=100.0, show_default=True)
 @click.option("--min-cells", type=click.IntRange(min=0), default=0, show_default=True,
               help="Drop genes detected in fewer spots.")
+@threads_option
 def qc_cmd(input_path: Path, output: Path, qc_json: Path, min_counts: int, min_genes: int, max_mt_pct: float,
            min_cells: int) -> None:
     """QC metrics and spot/gene filters for one slice."""
@@ -124,6 +128,7 @@ def prepare_cmd(inputs: tuple[Path, ...], output: Path, method: str, platform: s
 @click.option("--group", default="group1", show_default=True, help="Group of all simulated slices.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@threads_option
 def simulate_cmd(n_spots, n_slices, n_domains, n_genes, pattern, layout, batch_effect, image, group, seed,
                  out_dir) -> None:
     """Write synthetic slices with known domains, images and a ready samplesheet.csv to OUT."""
@@ -142,6 +147,7 @@ def simulate_cmd(n_spots, n_slices, n_domains, n_genes, pattern, layout, batch_e
 @click.option("--truth-key", default="truth", show_default=True, help="obs column with manual labels.")
 @click.option("--batch-key", default="slice", show_default=True)
 @click.option("--group", default=None, help="Group id recorded in the JSON (default: the slices joined by '+').")
+@threads_option
 def evaluate_cmd(input_path: Path, output: Path, method: str, truth_key: str, batch_key: str,
                  group: str | None) -> None:
     """ARI/NMI/CA against truth when present, SC/DB always, batch metrics for several slices."""

@@ -381,3 +381,38 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+def collect_metrics(metrics_paths: Sequence[str | os.PathLike],
+                    domains_paths: Sequence[str | os.PathLike] = ()) -> pd.DataFrame:
+    """One row per run (method x seed) of a group: flattened metrics plus seed stability.
+
+    ``seed_ari_mean`` is the mean ARI between a run's domains and those of the same method's other
+    seeds (on the spots they share; empty with one seed). Runs are named by their file names,
+    ``<group>_<method>_s<seed>.metrics.json`` / ``.domains.csv``.
+    """
+    rows = []
+    for path in sorted(map(Path, metrics_paths)):
+        run_id = path.name.removesuffix(".metrics.json")
+        metrics = read_json(path) if path.stat().st_size else {}
+        row = {"id": run_id, "seed": metrics.get("seed", _seed_from_name(run_id))}
+        row.update({k: v for k, v in flatten(metrics).items() if k not in ("id", "seed")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if "method" not in table:
+        table["method"] = None
+    labels: dict[str, pd.Series] = {}
+    for path in map(Path, domains_paths):
+        if path.stat().st_size:
+            frame = pd.read_csv(path, dtype=str)
+            keys = [c for c in ("barcode", "slice") if c in frame]
+            labels[path.name.removesuffix(".domains.csv")] = frame.set_index(keys)["domain"]
+    stability = []
+    for _, row in table.iterrows():
+        mine = labels.get(row["id"])
+        peers = table.loc[(table["method"] == row["method"]) & (table["id"] != row["id"]), "id"]
+        scores = [ari(*mine.align(labels[p], join="inner")) for p in peers if p in labels] if mine is not None else []
+        stability.append(float(np.mean(scores)) if scores else None)
+    table["seed_ari_mean"] = stability
+    first = ["id", "method", "seed"]
+    return table[first + sorted(c for c in table.columns if c not in first)].sort_values(["method", "seed", "id"])
