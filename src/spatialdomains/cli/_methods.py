@@ -183,3 +183,57 @@ def domains_cmd(inputs, method, output, metrics_path, truth_key, platform, algor
     shown = {k: round(v, 4) for k, v in metrics.items() if k in ("ari", "nmi", "silhouette") and v is not None
              and np.isfinite(v)}
     click.echo(f"{method}: {shown}", err=True)
+
+
+@main.command("align")
+@input_option("Trained group .h5ad with obsm['X_<method>'] and obs['slice'] (two slices or more).")
+@click.option("--method", default="spotscape", show_default=True, help="Whose embedding to match on.")
+@click.option("--query", "slice_a", required=True, help="Slice to match (obs['slice'] value).")
+@click.option("--reference", "slice_b", required=True, help="Slice to match it to.")
+@click.option("--pairs-csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Matched spot pairs with scores (and both labels when truth exists).")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON with the number of pairs, mean score and LTARI (when both slices have truth).")
+@click.option("--smooth", is_flag=True, help="Pick the spatially closest candidate (registered sections only).")
+@click.option("--top-n", type=click.IntRange(min=1), default=20, show_default=True)
+@threads_option
+def align_cmd(input_path: Path, method: str, slice_a: str, slice_b: str, pairs_csv: Path, metrics_path,
+              smooth: bool, top_n: int) -> None:
+    """Match the spots of two slices in embedding space; LTARI when both slices have truth."""
+    import anndata as ad
+
+    from .._constants import embedding_key
+    from .._utils import write_csv_atomic, write_json_atomic
+    from ..align import align_slices
+
+    adata = ad.read_h5ad(input_path)
+    pairs, ltari = align_slices(adata, slice_a, slice_b, use_rep=embedding_key(method), smooth=smooth, top_n=top_n)
+    write_csv_atomic(pairs, pairs_csv, index=False)
+    if metrics_path:
+        write_json_atomic(metrics_path, {"method": method, "query": str(pairs["query_slice"].iloc[0]),
+                           "reference": str(pairs["reference_slice"].iloc[0]), "n_pairs": int(len(pairs)),
+                           "mean_score": float(pairs["score"].mean()), "ltari": ltari})
+
+
+@main.command("pseudotime")
+@input_option("Trained .h5ad with obsm['X_<method>'].")
+@output_option("Output .h5ad with obs['pseudotime_<method>'].")
+@click.option("--method", default="spotscape", show_default=True, help="Whose embedding to use.")
+@click.option("--root-domain", default=None, help="Start from the most central spot of this domain.")
+@click.option("--root-spot", default=None, help="Start from this spot (obs name).")
+@click.option("--n-neighbors", type=click.IntRange(min=2), default=15, show_default=True)
+@threads_option
+def pseudotime_cmd(input_path: Path, output: Path, method: str, root_domain, root_spot, n_neighbors: int) -> None:
+    """Diffusion pseudotime (scanpy dpt) on a method's embedding."""
+    import anndata as ad
+
+    from .._constants import domain_key, embedding_key
+    from .._utils import write_h5ad_atomic
+    from ..align import pseudotime
+
+    if (root_domain is None) == (root_spot is None):
+        raise click.UsageError("give exactly one of --root-domain and --root-spot")
+    adata = ad.read_h5ad(input_path)
+    pseudotime(adata, use_rep=embedding_key(method), root_domain=root_domain, root_spot=root_spot,
+               domain_key=domain_key(method), key_added=f"pseudotime_{method}", n_neighbors=n_neighbors)
+    write_h5ad_atomic(adata, output)
