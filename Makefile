@@ -8,7 +8,7 @@ export NXF_OFFLINE ?= true
 export NXF_ANSI_LOG ?= false
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-unit test-pipeline lint demo docs bench containers test-containers test-slurm clean
+.PHONY: help setup test test-unit test-pipeline lint demo docs bench containers test-containers test-slurm test-full clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,16 @@ bench: setup  ## accuracy and scaling benchmarks (DLPFC from ../shared/bench/dat
 	$(VENV)/bin/pip install -q -c requirements/lock.txt -e '.[bench]'
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/scaling.py
+
+test-slurm: setup  ## test profile on a one-node SLURM cluster (scripts/slurm.sh, root), one job cancelled, vs local
+	SPATIALDOMAINS_TEST_SLURM=1 $(PY) -m pytest tests/slurm -s $(PYTEST_ARGS)
+
+test-containers: setup  ## build the CPU image when its inputs changed (podman), test profile in it vs the venv
+	TORCH_INDEX= bash scripts/containers.sh cpu-if-stale
+	SPATIALDOMAINS_TEST_CONTAINERS=1 $(PY) -m pytest tests/containers -s $(PYTEST_ARGS)
+
+test-full: setup  ## -profile test_full capped to this machine (long); FULL_EXECUTOR=slurm for the SLURM cluster
+	SPATIALDOMAINS_TEST_FULL=$(or $(FULL_EXECUTOR),local) $(PY) -m pytest tests/full -s $(PYTEST_ARGS)
 
 clean:  ## remove Nextflow work dirs and results (keeps the venv)
 	rm -rf work results .nextflow .nextflow.log*

@@ -15,6 +15,7 @@ include { SPATIALDOMAINS          } from './workflows/spatialdomains'
 include { PIPELINE_INITIALISATION } from './subworkflows/local/utils_spatialdomains_pipeline'
 include { completionSummary       } from './subworkflows/local/utils_spatialdomains_pipeline'
 include { parseList               } from './subworkflows/local/utils_spatialdomains_pipeline'
+include { paramsToJSON            } from './subworkflows/local/utils_spatialdomains_pipeline'
 
 /*
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
@@ -32,13 +33,21 @@ workflow {
         file("${projectDir}/nextflow_schema.json"),
         params.input,
         params.simulate,
+        params.sim_n_groups,
         params.n_domains,
         params.outdir,
         params.trace_report_suffix,
     )
 
     //
-    // Slices -> QC -> image features -> per group x method x seed domains -> metrics
+    // Gene sets for the enrichment: --go_gmt, else the simulated ones (--simulate), else none (DEG only)
+    //
+    ch_gmt = params.go_gmt
+        ? channel.value(file(params.go_gmt, checkIfExists: true))
+        : PIPELINE_INITIALISATION.out.gmt
+
+    //
+    // Slices -> QC -> image features -> per group x method x seed domains -> metrics -> analysis, reports
     //
     SPATIALDOMAINS(
         PIPELINE_INITIALISATION.out.slices,
@@ -48,6 +57,11 @@ workflow {
         parseList(params.seeds).collect { seed -> seed.toInteger() },
         params.skip_images,
         params.byol_weights ? file(params.byol_weights, checkIfExists: true) : file("${projectDir}/assets/NO_FILE"),
+        ch_gmt,
+        paramsToJSON(params),
+        params.skip_report,
+        params.skip_multiqc,
+        file("${projectDir}/assets/multiqc_config.yml", checkIfExists: true),
         params.outdir,
     )
 

@@ -3,6 +3,7 @@
 #   scripts/containers.sh base        # debootstrap a bookworm base and import it as localhost/bookworm-base:1
 #   scripts/containers.sh cpu         # build spatialdomains-cpu (on the local base when no registry is reachable)
 #   scripts/containers.sh gpu         # build spatialdomains-gpu (needs the nvidia/cuda base image pulled first)
+#   scripts/containers.sh cpu-if-stale  # build spatialdomains-cpu only when the local image was built from other inputs
 # Environment: ENGINE (podman|docker), CPU_BASE (default: the local debootstrap base if present, else
 # debian:bookworm-slim), TORCH_INDEX (empty = PyPI's torch), PIP_CERT_FILE (CA bundle pip must trust).
 set -euo pipefail
@@ -37,6 +38,51 @@ base() {
     echo "imported $LOCAL_BASE"
 }
 
+# What the CPU image is made from: its Dockerfile, the torch index and the files it copies. Recorded as the
+# image label org.spatialdomains.inputs, so a build can be skipped when nothing changed.
+inputs_hash() {
+    {
+        cat containers/cpu/Dockerfile
+        echo "TORCH_INDEX=${TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
+        find pyproject.toml README.md LICENSE requirements/lock.txt src -type f \
+            ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    } | sha256sum | cut -c1-16
+}
+
+# A field of `$ENGINE image inspect` (JSON; no Go template, which nf-core lint reads as a Jinja string)
+image_field() {
+    $ENGINE image inspect "$1" 2>/dev/null | python3 -c "import json, sys
+img = json.load(sys.stdin)[0]
+print({'created': lambda: img['Created'], 'inputs': lambda: (img.get('Labels') or img['Config'].get('Labels') or {}).get('org.spatialdomains.inputs', '')}['$2']())"
+}
+
+# An image without the label (built before it existed): the same files inside it as here, and built after the
+# Dockerfile last changed?
+unlabelled_image_is_current() {
+    local tag=$1 created dockerfile_mtime files
+    created=$(date -d "$(image_field "$tag" created)" +%s) || return 1
+    dockerfile_mtime=$(stat -c %Y containers/cpu/Dockerfile)
+    [ "$dockerfile_mtime" -lt "$created" ] || return 1
+    files='find pyproject.toml README.md LICENSE requirements/lock.txt src -type f ! -path "*/__pycache__/*" ! -name "*.pyc" ! -path "*.egg-info/*" | LC_ALL=C sort | xargs sha256sum'
+    diff <($ENGINE "${ENGINE_OPTS[@]}" run --rm "${BUILD_OPTS[@]}" -w /opt/spatialdomains "$tag" bash -c "$files" 2>/dev/null) \
+         <(bash -c "$files") >/dev/null
+}
+
+cpu_if_stale() {
+    local tag="localhost/spatialdomains-cpu:$VERSION" want have
+    want=$(inputs_hash)
+    if $ENGINE image exists "$tag" 2>/dev/null; then
+        have=$(image_field "$tag" inputs || true)
+        if [ "$have" = "$want" ]; then echo "$tag is current (inputs $want): not rebuilt"; return; fi
+        if [ -z "$have" ] && unlabelled_image_is_current "$tag"; then
+            echo "$tag (no inputs label) holds the current src, lock and pyproject: not rebuilt"; return
+        fi
+        echo "$tag was built from other inputs (${have:-unlabelled}, now $want): rebuilding"
+    fi
+    base
+    cpu
+}
+
 cpu() {
     local base_image=${CPU_BASE:-}
     if [ -z "$base_image" ]; then
@@ -45,6 +91,7 @@ cpu() {
     # shellcheck disable=SC2046
     $ENGINE "${ENGINE_OPTS[@]}" build --format docker "${BUILD_OPTS[@]}" $(pip_cert) \
         --build-arg BASE="$base_image" --build-arg TORCH_INDEX="${TORCH_INDEX-https://download.pytorch.org/whl/cpu}" \
+        --label "org.spatialdomains.inputs=$(inputs_hash)" \
         -f containers/cpu/Dockerfile -t "localhost/spatialdomains-cpu:$VERSION" .
 }
 
@@ -54,4 +101,4 @@ gpu() {
         -f containers/gpu/Dockerfile -t "localhost/spatialdomains-gpu:$VERSION" .
 }
 
-for target in "$@"; do "$target"; done
+for target in "$@"; do "${target//-/_}"; done

@@ -5,7 +5,9 @@
     slice:   READ -> QC -> [IMAGE_TILES -> IMAGE_FEATURES]   (images: slices that have one)
     group x method:         PREPARE
     group x method x seed:  TRAIN -> CLUSTER -> EVALUATE
-    group:                  COLLECT_METRICS -> ANALYSE_DOMAINS
+    group x method x seed:  ANALYSE (marker genes, enrichment)
+    group:                  COLLECT_METRICS, REPORT (HTML)
+    run:                    MULTIQC
 ----------------------------------------------------------------------------------------
 */
 
@@ -13,7 +15,10 @@ include { PREPARE_SLICES         } from '../subworkflows/local/prepare_slices'
 include { IMAGE_FEATURES         } from '../subworkflows/local/image_features'
 include { LEARN_DOMAINS          } from '../subworkflows/local/learn_domains'
 include { ANALYSE_DOMAINS        } from '../subworkflows/local/analyse_domains'
+include { MULTIQC                } from '../modules/local/multiqc'
 include { softwareVersionsToYAML } from '../subworkflows/local/utils_spatialdomains_pipeline'
+include { softwareVersionsToJSON } from '../subworkflows/local/utils_spatialdomains_pipeline'
+include { containersToYAML       } from '../subworkflows/local/utils_spatialdomains_pipeline'
 
 workflow SPATIALDOMAINS {
 
@@ -25,6 +30,11 @@ workflow SPATIALDOMAINS {
     seeds           // value: list of integer seeds
     skip_images     // value: boolean
     byol_weights    // value: path, BYOL weights or assets/NO_FILE
+    ch_gmt          // channel: value path, gene sets (GMT) for the enrichment, or assets/NO_FILE (DEG only)
+    params_json     // value: string, the run's parameters as one-line JSON (report, MultiQC)
+    skip_report     // value: boolean
+    skip_multiqc    // value: boolean
+    multiqc_config  // value: path, assets/multiqc_config.yml
     outdir          // value: string
 
     main:
@@ -66,17 +76,43 @@ workflow SPATIALDOMAINS {
     ch_versions = ch_versions.mix(LEARN_DOMAINS.out.versions)
 
     //
-    // Per group: analysis and report (to come)
+    // Software versions of every task so far, for the report's and MultiQC's run summary
+    //
+    ch_versions_json = softwareVersionsToJSON(ch_versions)
+
+    //
+    // Per group x method x seed: marker genes and enrichment; per group: the HTML report
     //
     ANALYSE_DOMAINS(
         LEARN_DOMAINS.out.clustered,
-        LEARN_DOMAINS.out.tables,
+        LEARN_DOMAINS.out.metrics,
         PREPARE_SLICES.out.qc_json,
+        ch_group_sizes,
+        ch_gmt,
+        methods.size() * seeds.size(),
+        params_json,
+        ch_versions_json,
+        skip_report,
     )
     ch_versions = ch_versions.mix(ANALYSE_DOMAINS.out.versions)
 
     //
-    // Software versions of every task -> pipeline_info
+    // Run-wide: one MultiQC report (QC per slice, metrics per run, versions, parameters)
+    //
+    if (!skip_multiqc) {
+        MULTIQC(
+            LEARN_DOMAINS.out.metrics.map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
+            PREPARE_SLICES.out.qc_json.map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
+            ANALYSE_DOMAINS.out.mqc.toSortedList { a, b -> a.name <=> b.name },
+            multiqc_config,
+            params_json,
+            ch_versions_json,
+        )
+        ch_versions = ch_versions.mix(MULTIQC.out.versions)
+    }
+
+    //
+    // Software versions and container references of every task -> pipeline_info
     //
     ch_collated_versions = softwareVersionsToYAML(ch_versions)
         .collectFile(
@@ -85,10 +121,18 @@ workflow SPATIALDOMAINS {
             sort: true,
             newLine: true,
         )
+    containersToYAML(ch_versions)
+        .collectFile(
+            storeDir: "${outdir}/pipeline_info",
+            name: 'containers.yml',
+            sort: true,
+            newLine: true,
+        )
 
     emit:
     clustered = LEARN_DOMAINS.out.clustered   // channel: [ meta, h5ad ]
     metrics   = LEARN_DOMAINS.out.metrics     // channel: [ meta, metrics.json ]
     tables    = LEARN_DOMAINS.out.tables      // channel: [ meta, metrics.csv ]
+    reports   = ANALYSE_DOMAINS.out.reports   // channel: [ meta, report.html ]
     versions  = ch_collated_versions          // channel: [ path(versions.yml) ]
 }

@@ -2,8 +2,10 @@
 
 (a) a ``-stub`` run of the whole DAG (test profile, both methods, two seeds) matches a stored snapshot:
     tasks per process, the sorted published files and the tools in the versions YAML;
-(b) the real ``-profile test`` run (once per session, 2 CPUs) publishes embeddings, domains and metrics,
-    with ARI above a floor on the synthetic truth; h5ad outputs are compared by structure;
+(b) the real ``-profile test`` run (once per session, 2 CPUs; tests/pipeline/conftest.py) publishes embeddings,
+    domains and metrics, with ARI above a floor on the synthetic truth; h5ad outputs are compared by structure;
+    the group's HTML report holds every section and links its published tables; the MultiQC report lists every
+    slice and every method with its metrics; pipeline_info holds the run's provenance;
 (c) ``-resume`` re-runs nothing; after changing one method's epochs only that method's tasks re-run;
 (d) a bad sample sheet fails in seconds with the row-level message and no task but VALIDATE;
 plus --help, the missing --input error, the unknown-parameter warning and every profile parsing.
@@ -149,6 +151,9 @@ def test_stub_matches_snapshot(stub_run):
     assert actual["tasks"]["SPATIALDOMAINS_PREPARE"] == 2
     assert actual["tasks"]["SPATIALDOMAINS_TRAIN"] == 4
     assert actual["tasks"]["SPATIALDOMAINS_COLLECT_METRICS"] == 1
+    assert actual["tasks"]["SPATIALDOMAINS_ANALYSE"] == 4
+    assert actual["tasks"]["SPATIALDOMAINS_REPORT"] == 1
+    assert actual["tasks"]["MULTIQC"] == 1
     check_snapshot("stub.json", actual)
 
 
@@ -160,18 +165,9 @@ def test_unknown_parameter_warns_with_suggestion(stub_run):
 
 # --- (b) the real test profile ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def real_run(tmp_path_factory):
-    """``-profile test`` once per session, on at most 2 CPUs (the profile's resourceLimits)."""
-    cwd = tmp_path_factory.mktemp("real")
-    start = time.monotonic()
-    res = nextflow(["run", str(ROOT), "-profile", "test", "--outdir", "results", "-w", "work",
-                    "--trace_report_suffix", "run1"], cwd)
-    return cwd, res, time.monotonic() - start
-
-
 def _group_dirs(outdir: Path) -> list[Path]:
-    return sorted(p for p in outdir.iterdir() if p.is_dir() and p.name not in ("pipeline_info", "slices"))
+    """Group folders: every top-level folder except the run-wide ones (the sample sheet reserves their names)."""
+    return sorted(p for p in outdir.iterdir() if p.is_dir() and p.name not in ("pipeline_info", "slices", "multiqc"))
 
 
 def test_real_run_passes(real_run):
@@ -224,6 +220,86 @@ def test_real_outputs_hold_embeddings_domains_metrics(real_run):
     check_snapshot("test_h5ad.json", structures)
 
 
+REPORT_SECTIONS = ("summary", "qc", "metrics", "maps", "umap", "loss", "stability", "comparison", "consensus", "deg",
+                   "go")
+
+
+def test_real_group_report_has_every_section_and_resolving_links(real_run):
+    cwd, res, _ = real_run
+    assert res.returncode == 0, explain(res)
+    import re
+
+    import pandas as pd
+
+    outdir = cwd / "results"
+    for group_dir in _group_dirs(outdir):
+        report = group_dir / "report.html"
+        assert report.exists(), f"{report} is missing"
+        html = report.read_text()
+        for section in REPORT_SECTIONS:
+            assert f'<section id="{section}"' in html, f"{report}: section {section!r} is missing"
+        # the marker and enrichment tables are published beside the report, where its links point
+        links = sorted(set(re.findall(r'href="(analysis/[^"]+)"', html)))
+        for method in METHODS:
+            assert f"analysis/{group_dir.name}_{method}_s0.deg.csv" in links, links
+            assert f"analysis/{group_dir.name}_{method}_s0.go.csv" in links, links
+        for link in links:
+            assert (group_dir / link).is_file(), f"{report} links {link}, which was not published"
+        deg = pd.read_csv(group_dir / f"analysis/{group_dir.name}_staig_s0.deg.csv")
+        assert deg["significant"].any() and set(deg["method"]) == {"staig"}
+        go = pd.read_csv(group_dir / f"analysis/{group_dir.name}_staig_s0.go.csv")
+        assert len(go) > 0   # the demo's planted programmes are its gene sets
+        # the run summary shows the run's parameters and the versions of the tasks before it
+        assert "staig_epochs" in html and "SPATIALDOMAINS_TRAIN" in html
+        assert (group_dir / f"{group_dir.name}.consensus.csv").exists()
+
+
+def test_real_multiqc_lists_every_slice_and_method_with_metrics(real_run):
+    cwd, res, _ = real_run
+    assert res.returncode == 0, explain(res)
+    import pandas as pd
+
+    outdir = cwd / "results"
+    assert (outdir / "multiqc/multiqc_report.html").exists()
+    data = outdir / "multiqc/multiqc_data"
+    slices = sorted(p.name for p in (outdir / "slices").iterdir())
+    qc = pd.read_csv(data / "multiqc_spatialdomains_qc_table.txt", sep="\t")
+    assert sorted(qc["Sample"]) == slices and (qc["spots_kept"] > 0).all()
+    runs = pd.read_csv(data / "multiqc_spatialdomains_metrics_table.txt", sep="\t")
+    groups = [g.name for g in _group_dirs(outdir)]
+    assert sorted(runs["Sample"]) == sorted(f"{g}_{m}_s0" for g in groups for m in METHODS)
+    assert sorted(runs["method"]) == sorted(METHODS * len(groups))
+    for _, row in runs.iterrows():   # the same numbers as the run's own metrics JSON
+        metrics = json.loads(next(outdir.glob(f"*/{row['method']}/seed0/{row['Sample']}.metrics.json")).read_text())
+        for key in ("ari", "nmi", "silhouette"):
+            assert row[key] == pytest.approx(metrics[key], rel=1e-4), (row["Sample"], key)
+    summary = pd.read_csv(data / "multiqc_spatialdomains_summary_table.txt", sep="\t")
+    assert sorted(summary["method"]) == sorted(METHODS * len(groups)) and summary["ari_mean"].notna().all()
+    html = (outdir / "multiqc/multiqc_report.html").read_text()
+    for section in ("spatialdomains_metrics", "spatialdomains_qc", "spatialdomains_summary", "multiqc_software_versions"):
+        assert f'id="{section}"' in html, section
+    for name in slices + list(METHODS):
+        assert name in html, name
+
+
+def test_real_pipeline_info_holds_the_provenance(real_run):
+    cwd, res, _ = real_run
+    assert res.returncode == 0, explain(res)
+    import yaml
+
+    info = cwd / "results/pipeline_info"
+    for name in ("execution_trace_run1.txt", "execution_timeline_run1.html", "execution_report_run1.html",
+                 "pipeline_dag_run1.html", "params_run1.json", "samplesheet.valid.csv",
+                 "spatialdomains_software_versions.yml", "containers.yml"):
+        assert (info / name).is_file() and (info / name).stat().st_size > 0, name
+    processes = {short(r["process"]) for r in read_trace(info / "execution_trace_run1.txt")}
+    versions = yaml.safe_load((info / "spatialdomains_software_versions.yml").read_text())
+    assert processes <= set(versions), processes - set(versions)
+    containers = yaml.safe_load((info / "containers.yml").read_text())
+    assert set(containers) == processes and set(containers.values()) == {"none"}   # bare run: tools from PATH
+    assert json.loads((info / "params_run1.json").read_text())["staig_epochs"] == 60
+
+
 # --- (c) -resume -----------------------------------------------------------------------------------------------
 
 def test_resume_reruns_nothing(real_run):
@@ -246,11 +322,15 @@ def test_resume_after_changing_one_method_reruns_only_that_method(real_run):
     trace = read_trace(cwd / "results_changed/pipeline_info/execution_trace_run3.txt")
     rerun = sorted((short(r["process"]), r["tag"]) for r in trace if r["status"] != "CACHED")
     group = _group_dirs(cwd / "results")[0].name
+    multiqc = [tag for name, tag in rerun if name == "MULTIQC"]   # tagged with the run name
     assert rerun == sorted([
         ("SPATIALDOMAINS_TRAIN", f"{group}_staig_s0"),
         ("SPATIALDOMAINS_CLUSTER", f"{group}_staig_s0"),
         ("SPATIALDOMAINS_EVALUATE", f"{group}_staig_s0"),
+        ("SPATIALDOMAINS_ANALYSE", f"{group}_staig_s0"),
         ("SPATIALDOMAINS_COLLECT_METRICS", group),
+        ("SPATIALDOMAINS_REPORT", group),      # its run summary shows the parameters
+        ("MULTIQC", multiqc[0] if multiqc else "?"),
     ]), rerun
 
 
@@ -334,7 +414,7 @@ def test_missing_input_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("profiles", ["test,gpu,docker", "test_full,slurm,singularity,gpu", "podman,apptainer",
-                                      "awsbatch,google_batch"])
+                                      "awsbatch", "google_batch", "k8s,gpu"])
 def test_profiles_parse(tmp_path, profiles):
     res = nextflow(["config", "-flat", "-profile", profiles, str(ROOT)], tmp_path, timeout=300)
     assert res.returncode == 0, explain(res)
@@ -342,6 +422,11 @@ def test_profiles_parse(tmp_path, profiles):
         assert "accelerator = 1" in res.stdout
     if "slurm" in profiles:
         assert "process.executor = 'slurm'" in res.stdout
+        assert "--gres=gpu:${task.accelerator.request}" in res.stdout and "singularity.autoMounts = true" in res.stdout
+        assert "executor.queueSize = 50" in res.stdout
+    for executor in ("awsbatch", "google-batch", "k8s"):
+        if executor.replace("-", "_") in profiles:
+            assert f"process.executor = '{executor}'" in res.stdout
 
 
 def test_schema_methods_are_the_registry():

@@ -24,6 +24,7 @@ workflow PIPELINE_INITIALISATION {
     schema_file     // value: path, nextflow_schema.json
     input           // value: string, --input sample sheet (null with --simulate)
     simulate        // value: boolean, generate synthetic slices first
+    sim_n_groups    // value: integer, groups the synthetic slices are split into
     n_domains       // value: integer or null, K for rows that leave n_domains empty
     outdir          // value: string, --outdir
     report_suffix   // value: string or null, suffix of the pipeline_info files
@@ -55,12 +56,16 @@ workflow PIPELINE_INITIALISATION {
     // The sample sheet: the user's, or one written by `spatialdomains simulate`
     //
     ch_sheet = channel.empty()
+    ch_gmt   = channel.value(file("${projectDir}/assets/NO_FILE"))
     if (simulate) {
-        SPATIALDOMAINS_SIMULATE([id: 'synthetic'])
-        ch_sheet    = SPATIALDOMAINS_SIMULATE.out.samplesheet
+        SPATIALDOMAINS_SIMULATE([id: 'synthetic', n_groups: sim_n_groups])
+        ch_sheet    = SPATIALDOMAINS_SIMULATE.out.samplesheet.map { sheet -> [sheet, ''] }
+        ch_gmt      = SPATIALDOMAINS_SIMULATE.out.gmt.first()
         ch_versions = ch_versions.mix(SPATIALDOMAINS_SIMULATE.out.versions)
     } else {
+        // relative paths in a local sheet resolve against its own folder (remote sheets: as staged)
         ch_sheet = channel.fromPath(input, checkIfExists: true)
+            .map { sheet -> [sheet, sheet.toUri().scheme == 'file' ? sheet.parent.toString() : ''] }
     }
 
     //
@@ -85,6 +90,7 @@ workflow PIPELINE_INITIALISATION {
     emit:
     slices      = ch_slices       // channel: [ meta, data, image | [], truth_file | [], truth_column ]
     group_sizes = ch_group_sizes  // channel: value map [ group: number of slices ]
+    gmt         = ch_gmt          // channel: value path, the simulated gene sets, or assets/NO_FILE
     versions    = ch_versions     // channel: [ versions.yml ]
 }
 
@@ -298,6 +304,62 @@ def softwareVersionsToYAML(ch_versions) {
         .map { version -> processVersionsFromYAML(version) }
         .unique()
         .mix(channel.of(workflowVersionToYAML()))
+}
+
+//
+// versions.yml of every task -> one value: {process: {tool: version}} as one-line JSON, keys sorted
+// (a value, not a file: the report and MultiQC tasks hash it by content, so -resume keeps them)
+//
+def softwareVersionsToJSON(ch_versions) {
+    return ch_versions
+        .unique()
+        .map { version -> new org.yaml.snakeyaml.Yaml().load(version.text) }
+        .collect()
+        .map { docs ->
+            def merged = new TreeMap()
+            docs.each { doc ->
+                doc.each { name, tools ->
+                    def entry = merged.get(name.tokenize(':')[-1], new TreeMap())
+                    tools.each { tool, ver -> entry[tool.toString()] = ver.toString() }
+                }
+            }
+            merged['Workflow'] = new TreeMap([(pipelineName()): workflow.manifest.version.toString(),
+                                              Nextflow: workflow.nextflow.version.toString()])
+            groovy.json.JsonOutput.toJson(merged)
+        }
+}
+
+//
+// The container every process ran in: the `# container:` line of its versions.yml -> `PROCESS: 'reference'`
+// ('none' without a container engine: tools from PATH)
+//
+def containersToYAML(ch_versions) {
+    return ch_versions
+        .unique()
+        .map { version ->
+            def text  = version.text
+            def found = (text =~ /(?m)^# container: (.*)$/)
+            def name  = new org.yaml.snakeyaml.Yaml().load(text).keySet()[0].tokenize(':')[-1]
+            found ? "${name}: '${found[0][1].trim()}'".toString() : null
+        }
+        .filter { line -> line }
+        .unique()
+}
+
+//
+// The run's parameters for the report's and MultiQC's run summary: one-line JSON, keys sorted, without the
+// parameters that only say where results go (so a new --outdir does not re-run the reports on -resume)
+//
+def paramsToJSON(run_params) {
+    def skip = ['outdir', 'trace_report_suffix', 'publish_dir_mode', 'help', 'show_hidden', 'version']
+    def kept = new TreeMap()
+    run_params.each { key, value ->
+        def name = toSnakeCase(key.toString())
+        if (!(name in skip) && !kept.containsKey(name)) {
+            kept[name] = value instanceof CharSequence ? value.toString() : value
+        }
+    }
+    return groovy.json.JsonOutput.toJson(kept)
 }
 
 // manifest.name is owner/repo (spatialdomains/spatialdomains); messages use the short name

@@ -30,6 +30,7 @@ process SPATIALDOMAINS_CLUSTER {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -43,6 +44,7 @@ process SPATIALDOMAINS_CLUSTER {
     touch ${prefix}.h5ad ${prefix}.domains.csv
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

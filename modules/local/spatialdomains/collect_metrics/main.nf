@@ -18,17 +18,16 @@ process SPATIALDOMAINS_COLLECT_METRICS {
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
 
-    collect_metrics.py \\
-        --metrics ${[metrics].flatten().join(' ')} \\
-        --domains ${[domains].flatten().join(' ')} \\
+    spatialdomains collect-metrics \\
+        ${[metrics].flatten().collect { "--metrics ${it}" }.join(' ')} \\
+        ${[domains].flatten().collect { "--domains ${it}" }.join(' ')} \\
         -o ${prefix}.metrics.csv \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
-        python: \$(python3 --version | sed 's/Python //')
-        pandas: \$(python3 -c 'import pandas; print(pandas.__version__)')
     END_VERSIONS
     """
 
@@ -38,10 +37,9 @@ process SPATIALDOMAINS_COLLECT_METRICS {
     touch ${prefix}.metrics.csv
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
-        python: \$(python3 --version | sed 's/Python //')
-        pandas: stub
     END_VERSIONS
     """
 }

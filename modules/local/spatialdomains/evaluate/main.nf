@@ -17,9 +17,8 @@ process SPATIALDOMAINS_EVALUATE {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
-    export OMP_NUM_THREADS=${task.cpus} OPENBLAS_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus} NUMBA_NUM_THREADS=${task.cpus}
 
-    spatialdomains evaluate \\
+    spatialdomains evaluate --threads ${task.cpus} \\
         -i ${h5ad} \\
         --method ${meta.method} \\
         --group ${meta.group} \\
@@ -27,6 +26,7 @@ process SPATIALDOMAINS_EVALUATE {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -39,6 +39,7 @@ process SPATIALDOMAINS_EVALUATE {
     echo '{"method": "${meta.method}"}' > ${prefix}.metrics.json
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

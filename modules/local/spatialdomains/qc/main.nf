@@ -18,15 +18,15 @@ process SPATIALDOMAINS_QC {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
-    export OMP_NUM_THREADS=${task.cpus} OPENBLAS_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
 
-    spatialdomains qc \\
+    spatialdomains qc --threads ${task.cpus} \\
         -i ${h5ad} \\
         -o ${prefix}.qc.h5ad \\
         --qc-json ${prefix}.qc.json \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -40,6 +40,7 @@ process SPATIALDOMAINS_QC {
     echo '{}' > ${prefix}.qc.json
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

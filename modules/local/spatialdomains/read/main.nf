@@ -20,9 +20,8 @@ process SPATIALDOMAINS_READ {
     def img      = image ? "--image ${image}" : ''
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
-    export OMP_NUM_THREADS=${task.cpus} OPENBLAS_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
 
-    spatialdomains read \\
+    spatialdomains read --threads ${task.cpus} \\
         --data ${data} \\
         --sample ${meta.sample} \\
         ${platform} ${truth} ${img} \\
@@ -30,6 +29,7 @@ process SPATIALDOMAINS_READ {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -42,6 +42,7 @@ process SPATIALDOMAINS_READ {
     touch ${prefix}.slice.h5ad
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

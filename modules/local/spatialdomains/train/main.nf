@@ -38,6 +38,7 @@ process SPATIALDOMAINS_TRAIN {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -51,6 +52,7 @@ process SPATIALDOMAINS_TRAIN {
     touch ${prefix}.trained.h5ad ${prefix}.loss.csv ${prefix}.pt
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

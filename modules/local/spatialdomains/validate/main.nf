@@ -3,7 +3,7 @@ process SPATIALDOMAINS_VALIDATE {
     label 'process_single'
 
     input:
-    path samplesheet
+    tuple path(samplesheet), val(base_dir)    // base_dir: folder that relative paths resolve against ('' = the sheet's)
 
     output:
     path "samplesheet.valid.csv", emit: csv
@@ -18,10 +18,11 @@ process SPATIALDOMAINS_VALIDATE {
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
 
     # Lists every problem (row, column, reason) on stderr and exits 1; relative paths in the
-    # sheet are resolved against the folder of the user's sheet (the staged symlink's target).
-    spatialdomains validate-samplesheet ${samplesheet} -o samplesheet.valid.csv ${args}
+    # sheet are resolved against the folder of the user's sheet.
+    spatialdomains validate-samplesheet ${samplesheet} -o samplesheet.valid.csv ${base_dir ? "--base-dir '${base_dir}'" : ''} ${args}
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -35,6 +36,7 @@ process SPATIALDOMAINS_VALIDATE {
     spatialdomains validate-samplesheet ${samplesheet} -o samplesheet.valid.csv ${args}
 
     cat <<-END_VERSIONS > versions.yml
+    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
