@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from conftest import hex_coords
+from lattice import hex_coords
 from spatialdomains import graph
 from spatialdomains._utils import InputError
 
