@@ -89,7 +89,8 @@ class StaigConfig:
     hidden, proj
         Encoder output size and projection-head size (64, 64).
     tau
-        Temperature of the contrastive loss.
+        Temperature of the contrastive loss. 20 (the paper says 10, the reference configs use 17-35 on
+        DLPFC): best of 1/3/10/20/35 on DLPFC 151673 + 151676 (docs/methods.md).
     p_f1, p_f2
         Probability of masking each feature column in view 1 / view 2.
     edge_drop
@@ -127,7 +128,7 @@ class StaigConfig:
     num_layers: int = 1
     hidden: int = 64
     proj: int = 64
-    tau: float = 10.0
+    tau: float = 20.0
     p_f1: float = 0.1
     p_f2: float = 0.2
     edge_drop: str = "auto"
