@@ -25,9 +25,14 @@ METHODS = ("staig", "spotscape")
 
 # --- running Nextflow ------------------------------------------------------------------------------------------
 
+#: The environment before any test ran: libraries loaded by earlier tests (rpy2 edits LD_LIBRARY_PATH when R
+#: starts) must not leak into Nextflow and its tasks.
+_START_ENV = dict(os.environ)
+
+
 def nf_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Offline, plain log, the venv's CLI on PATH, C1-only JIT (the JVM starts faster on a busy machine)."""
-    env = {**os.environ, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false",
+    env = {**_START_ENV, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false",
            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.setdefault("NXF_OPTS", "-XX:+TieredCompilation -XX:TieredStopAtLevel=1")
     env.pop("NXF_WORK", None)

@@ -56,11 +56,36 @@ function(X, G, model, seed, fit_idx) {
 _r_mclust_fn = None
 
 
+#: Variables rpy2 sets in ``os.environ`` when it starts R. LD_LIBRARY_PATH gains /usr/lib/x86_64-linux-gnu,
+#: which makes every later subprocess (Nextflow, its tasks) load the system libpython instead of the one
+#: its own interpreter was built with; R needs them only while it starts, so they are put back after.
+_RPY2_ENV = ("LD_LIBRARY_PATH", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK")
+
+
+def _robjects():
+    """``rpy2.robjects``, imported without leaving R's loader settings in this process's environment."""
+    import os
+    import sys
+
+    if "rpy2.robjects" in sys.modules:
+        return sys.modules["rpy2.robjects"]
+    saved = {key: os.environ.get(key) for key in _RPY2_ENV}
+    try:
+        import rpy2.robjects as ro
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return ro
+
+
 @functools.lru_cache(maxsize=1)
 def mclust_available() -> bool:
     """Whether rpy2 can start R and R has the ``mclust`` package (checked once per process)."""
     try:
-        import rpy2.robjects as ro
+        ro = _robjects()
 
         return bool(ro.r('isTRUE(requireNamespace("mclust", quietly = TRUE))')[0])
     except Exception as err:  # ImportError, R missing (R_HOME), broken shared library, ...
@@ -72,7 +97,7 @@ def _mclust_fn():
     """Attach mclust and define the R wrapper once (``mclust::Mclust`` alone fails on ``mclustBIC``)."""
     global _r_mclust_fn
     if _r_mclust_fn is None:
-        import rpy2.robjects as ro
+        ro = _robjects()
 
         ro.r("suppressPackageStartupMessages(library(mclust))")
         _r_mclust_fn = ro.r(_R_MCLUST_SRC)

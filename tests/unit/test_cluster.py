@@ -273,3 +273,26 @@ def test_cluster_falls_back_when_mclust_finds_no_fit(monkeypatch):
     assert info["backend"] == "gmm_tied_fallback"
     assert "no fit" in info["warning"]
     assert a.obs["domain_toy"].nunique() == 3
+
+
+@pytest.mark.r
+@needs_r
+def test_mclust_leaves_the_process_environment_as_it_was():
+    """rpy2 puts /usr/lib/<arch> on LD_LIBRARY_PATH while R starts; kept, it made every later subprocess
+    (Nextflow's tasks) load the system libpython and fail to import ssl. Checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = """
+import os, subprocess, sys
+import numpy as np
+before = dict(os.environ)
+from spatialdomains.cluster import mclust
+mclust(np.random.default_rng(0).normal(size=(60, 3)), 2)
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k) and k != "R_HOME")
+assert not changed, changed
+subprocess.run([sys.executable, "-c", "import ssl"], check=True)
+"""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LD_LIBRARY_PATH"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
