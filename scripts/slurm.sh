@@ -23,15 +23,18 @@ start() {
     host=$(hostname -s)
     cpus=$(nproc)
     mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 85 / 100 ))
-    mkdir -p "$dir/state" "$dir/spool" "$dir/munge"
-    # munge: a private key and socket in the state dir, run as the munge user
-    chown munge: "$dir/munge"; chmod 700 "$dir/munge"
-    mungekey --create --force --keyfile "$dir/munge/munge.key" >/dev/null 2>&1 \
-        || dd if=/dev/urandom of="$dir/munge/munge.key" bs=1 count=1024 2>/dev/null
-    chown munge: "$dir/munge/munge.key"; chmod 400 "$dir/munge/munge.key"
+    mkdir -p "$dir/state" "$dir/spool"
+    # munge: a private key, pid and log in a folder of its own under /tmp, run as the munge user. (Not under
+    # DIR: munged runs as `munge` and cannot traverse private parents such as pytest's 0700 tmp dirs.)
+    local mdir; mdir=$(mktemp -d /tmp/spatialdomains-munge.XXXXXX)
+    echo "$mdir" > "$dir/munge.dir"
+    chown munge: "$mdir"; chmod 700 "$mdir"
+    mungekey --create --force --keyfile "$mdir/munge.key" >/dev/null 2>&1 \
+        || dd if=/dev/urandom of="$mdir/munge.key" bs=1 count=1024 2>/dev/null
+    chown munge: "$mdir/munge.key"; chmod 400 "$mdir/munge.key"
     mkdir -p /run/munge; chown munge: /run/munge
-    su -s /bin/sh munge -c "/usr/sbin/munged --key-file=$dir/munge/munge.key --pid-file=$dir/munge/munged.pid \
-        --socket=/run/munge/munge.socket.2 --log-file=$dir/munge/munged.log --seed-file=$dir/munge/seed --force"
+    su -s /bin/sh munge -c "/usr/sbin/munged --key-file=$mdir/munge.key --pid-file=$mdir/munged.pid \
+        --socket=/run/munge/munge.socket.2 --log-file=$mdir/munged.log --seed-file=$mdir/seed --force"
     # free ports for this cluster (a second cluster on the machine must not collide)
     local ports; ports=$(python3 -c 'import socket
 s=[socket.socket() for _ in range(2)]
@@ -51,8 +54,9 @@ print(" ".join(str(x.getsockname()[1]) for x in s))')
 }
 
 stop() {
-    local pidfile pid
-    for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"; do
+    local pidfile pid mdir=""
+    [ -f "$dir/munge.dir" ] && mdir=$(cat "$dir/munge.dir")
+    for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" ${mdir:+"$mdir/munged.pid"}; do
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile")
         if kill -0 "$pid" 2>/dev/null; then kill "$pid" 2>/dev/null || true; fi
@@ -60,6 +64,7 @@ stop() {
         kill -9 "$pid" 2>/dev/null || true
         rm -f "$pidfile"
     done
+    if [ -n "$mdir" ]; then rm -rf "$mdir" "$dir/munge.dir"; fi
     echo "slurm stopped ($dir)"
 }
 
