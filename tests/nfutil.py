@@ -98,7 +98,7 @@ def task_dirs(workdir: Path, process: str) -> list[Path]:
     out = []
     for run in workdir.glob("*/*/.command.run"):
         text = run.read_text(errors="replace")
-        head = text[:400]
+        head = text[:3000]  # the SLURM header (#SBATCH lines) comes before the "### name:" line
         if f":{process} (" in head or f"TASK: {process} (" in head:
             out.append(run.parent)
     return sorted(out)
