@@ -132,10 +132,10 @@ def _rel_link(path: str, output: Path, link_prefix: str | None) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def build_report(
+def report(
     clustered: Sequence[str | os.PathLike],
-    *,
     output: str | os.PathLike,
+    *,
     group: str | None = None,
     metrics: Sequence[str | os.PathLike] = (),
     deg: Sequence[str | os.PathLike] = (),
@@ -153,7 +153,50 @@ def build_report(
     mqc_dir: str | os.PathLike | None = None,
     dpi: int = plots.DPI,
 ) -> Path:
-    """Write the self-contained HTML report of one group; see :func:`spatialdomains.report.report`."""
+    """Write the self-contained HTML report of one group and return its path.
+
+    Parameters
+    ----------
+    clustered
+        Clustered ``.h5ad`` files of the group, one per method x seed (a file holding several
+        ``obs['domain_<method>']`` columns gives one run per method). Read: ``obs`` (``slice``,
+        ``truth``, ``domain_<method>``, QC columns), ``obsm['spatial']``, ``obsm['X_<method>']``,
+        ``uns['spatialdomains']['train_<method>']`` (seed, loss history) and ``['cluster_<method>']``;
+        ``layers['counts']`` only for the marker dot plots. ``X`` is never read.
+    output
+        The HTML file (written atomically).
+    group
+        Group name shown in the title (default: the slice ids).
+    metrics
+        Metrics JSONs of ``spatialdomains evaluate``; matched to runs by ``method`` and seed (a ``seed``
+        key, else ``s<k>``/``seed<k>`` in the file name). Runs without one get label metrics and SC/DB
+        computed here.
+    deg, go
+        CSV tables of ``spatialdomains analyse`` (columns ``method``, ``seed``, ``domain``, ...); the top
+        rows are embedded and the files are linked (relative links).
+    qc
+        ``qc.json`` files of ``spatialdomains qc`` (one per slice).
+    params, versions
+        Pipeline parameters (JSON) and software versions (YAML ``{process: {tool: version}}``), shown in
+        the run summary.
+    methods
+        Only these methods (default: every method found), in this order.
+    link_prefix
+        Prefix of the CSV links (e.g. ``"analysis/"`` when the tables are published there); default: the
+        path of each CSV relative to the report.
+    deg_top, go_top
+        Rows per run and domain embedded in the marker and enrichment tables.
+    umap_max_n
+        Spots in each UMAP (seeded subsample above).
+    max_points
+        Points per spatial map panel (seeded subsample above).
+    consensus_csv
+        Also write the consensus domains (``spot, slice, consensus_<method>...``) here.
+    mqc_dir
+        Also write ``<group>_domains_mqc.png`` (truth and consensus maps) here for MultiQC.
+    dpi
+        Resolution of the figures.
+    """
     t_start = time.perf_counter()
     output = Path(output)
     if not clustered:
