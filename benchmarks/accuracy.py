@@ -12,7 +12,8 @@ Usage::
     python benchmarks/accuracy.py                       # staig + banksy, 4 slices + joint, seeds 0,1,2
     python benchmarks/accuracy.py --methods staig --slices 151673 --seeds 0 --no-joint
     python benchmarks/accuracy.py --set staig.epochs=300 --set staig.tau=5
-    python benchmarks/accuracy.py --image               # STAIG with lowres-image features (see hook)
+    python benchmarks/accuracy.py --image               # STAIG also with lowres-image features
+    python benchmarks/accuracy.py --methods staig --image --image-only --tag image
 
 Writes ``<out>/accuracy.json`` (every run plus the mean and sd per method x group x image mode) and
 ``<out>/accuracy.md`` (the table). Adding a method = one ``run_<name>`` function and one ``RUNNERS``
@@ -59,25 +60,34 @@ def load_slice(data_dir: Path, sample: str):
     return a
 
 
-def add_image_features(adata) -> None:
-    """Hook: per-spot image features from the lowres H&E in ``uns['spatial']`` into ``obsm['X_image']``.
+#: image-feature options (``--image-*`` flags) and the per-spot features already computed, by obs name:
+#: BYOL + PCA run once per slice, not once per seed and group.
+IMAGE_OPTIONS: dict[str, Any] = {"backbone": "resnet50", "patch_px": 64, "input_px": 64, "epochs": 1}
+_IMAGE_CACHE: dict[str, np.ndarray] = {}
 
-    Uses ``spatialdomains.image`` once it exists (expected: a function taking the AnnData and writing
-    ``obsm['X_image']``); until then ``--image`` stops with a clear message.
+
+def add_image_features(adata) -> None:
+    """Per-spot image features from each slice's lowres H&E in ``uns['spatial']`` into ``obsm['X_image']``.
+
+    ``spatialdomains.image.image_features`` per slice (BYOL from random init: no model hub here; PCA per
+    slice as the reference), cached by spot so every seed and the joint group reuse them. The DLPFC files
+    hold only the 600 px lowres image (a spot patch is ~23 px), so ``patch_px``/``input_px`` default to 64.
     """
-    try:
-        from spatialdomains import image as image_mod
-    except ImportError as err:  # pragma: no cover - depends on the image engineer's module
-        raise SystemExit(f"--image needs spatialdomains.image ({err})") from None
-    for name in ("image_features", "features", "compute_image_features"):
-        fn = getattr(image_mod, name, None)
-        if callable(fn):
-            fn(adata)
-            break
-    else:
-        raise SystemExit("--image: spatialdomains.image has no image_features(adata) entry point yet")
-    if "X_image" not in adata.obsm:
-        raise SystemExit("--image: the image hook did not write obsm['X_image']")
+    import pandas as pd
+
+    from spatialdomains.image import image_features
+
+    slices = adata.obs["slice"].astype(str).to_numpy()
+    for s in dict.fromkeys(slices):
+        sub = adata[slices == s].copy()
+        if all(name in _IMAGE_CACHE for name in sub.obs_names):
+            continue
+        t0 = time.perf_counter()
+        image_features(sub, library_id=s, **IMAGE_OPTIONS)
+        _IMAGE_CACHE.update(zip(sub.obs_names, sub.obsm["X_image"]))
+        print(f"image features for {s}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    frame = pd.DataFrame.from_dict({n: _IMAGE_CACHE[n] for n in adata.obs_names}, orient="index")
+    adata.obsm["X_image"] = frame.loc[adata.obs_names].to_numpy(dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--device", default="auto")
     p.add_argument("--image", action="store_true", help="also run image-capable methods with image features")
+    p.add_argument("--image-only", action="store_true", help="with --image: skip the gene-only runs")
+    p.add_argument("--image-backbone", default=IMAGE_OPTIONS["backbone"])
+    p.add_argument("--image-px", type=int, default=IMAGE_OPTIONS["input_px"], help="patch and network input size")
+    p.add_argument("--image-epochs", type=int, default=IMAGE_OPTIONS["epochs"], help="BYOL epochs")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
                    help="override a method parameter (repeatable)")
     p.add_argument("--tag", default="", help="suffix of the output file names")
@@ -315,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_joint:
         groups += [g.split("+") for g in args.joint.split(",") if g]
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    images = [False] + ([True] if args.image else [])
+    images = ([] if args.image and args.image_only else [False]) + ([True] if args.image else [])
+    IMAGE_OPTIONS.update(backbone=args.image_backbone, patch_px=args.image_px, input_px=args.image_px,
+                         epochs=args.image_epochs)
     cache: dict[str, Any] = {}
     runs: list[dict] = []
     args.out.mkdir(parents=True, exist_ok=True)
@@ -358,7 +374,7 @@ def _write(path: Path, runs: list[dict], args, rows: list[dict] | None = None) -
                "refined = 15-NN spatial majority vote per slice; unlabelled spots dropped before scoring; "
                "kmeans_* = sklearn KMeans K=7 on the embedding",
                "version": package_version(), "host": os.uname().nodename, "threads": _threads(),
-               "runs": runs, "summary": rows or summarise(runs)}
+               "image_options": IMAGE_OPTIONS, "runs": runs, "summary": rows or summarise(runs)}
     write_json_atomic(path, payload)
 
 

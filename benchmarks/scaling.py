@@ -14,6 +14,7 @@ Usage::
     python benchmarks/scaling.py --sizes 1000,10000 --epochs 5
     python benchmarks/scaling.py --million --device cuda      # adds 1,000,000 spots
     python benchmarks/scaling.py --modes exact,sampled --max-exact 100000
+    python benchmarks/scaling.py --methods spotscape --modes full,bf16,minibatch --sizes 1000,10000
 
 Writes ``<out>/scaling<_tag>.json`` and a markdown table beside it. Adding a method = one
 ``METHOD_SETUP`` entry (config overrides per loss mode).
@@ -32,10 +33,17 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
-#: method -> loss mode -> config overrides. Spotscape: add an entry (e.g. {"full": {}, "minibatch": {...}}).
+#: method -> mode -> config overrides. ``--modes`` picks among each method's modes (``exact`` is
+#: STAIG's blocked exact loss, ``sampled`` its sampled negatives; ``full``/``minibatch`` Spotscape's batch
+#: mode, ``bf16`` its full batch with bfloat16 feature products).
 METHOD_SETUP: dict[str, dict[str, dict[str, Any]]] = {
     "staig": {"exact": {"loss": "exact"}, "sampled": {"loss": "sampled"}},
+    "spotscape": {"full": {"batch_mode": "full", "impute": False},
+                  "bf16": {"batch_mode": "full", "precision": "bfloat16", "impute": False},
+                  "minibatch": {"batch_mode": "minibatch", "impute": False}},
 }
+#: modes that only run up to ``--max-exact`` spots
+_BOUNDED_MODES = {"exact", "full", "bf16"}
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default="staig")
     p.add_argument("--sizes", default="1000,10000,100000")
     p.add_argument("--million", action="store_true", help="add 1,000,000 spots")
-    p.add_argument("--modes", default="exact,sampled")
-    p.add_argument("--max-exact", type=int, default=100_000, help="largest size run with the exact loss")
+    p.add_argument("--modes", default="exact,sampled,full,minibatch",
+                   help="modes to run; each method runs those of its modes listed here")
+    p.add_argument("--max-exact", type=int, default=100_000,
+                   help="largest size run with STAIG's exact loss or Spotscape's full batch")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--genes", type=int, default=3000)
     p.add_argument("--hvg", type=int, default=3000)
@@ -143,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     suffix = f"_{args.tag}" if args.tag else ""
     for method in args.methods.split(","):
         for n in sizes:
-            for mode in args.modes.split(","):
-                if mode not in METHOD_SETUP[method]:
-                    raise SystemExit(f"{method}: unknown mode {mode!r}; have {sorted(METHOD_SETUP[method])}")
-                if mode == "exact" and n > args.max_exact:
+            modes = [m for m in args.modes.split(",") if m in METHOD_SETUP[method]]
+            if not modes:
+                raise SystemExit(f"{method}: none of --modes {args.modes!r}; have {sorted(METHOD_SETUP[method])}")
+            for mode in modes:
+                if mode in _BOUNDED_MODES and n > args.max_exact:
                     continue
                 cmd = [sys.executable, __file__, "--child", "--method", method, "--mode", mode, "--n", str(n),
                        "--epochs", str(args.epochs), "--genes", str(args.genes), "--hvg", str(args.hvg),
