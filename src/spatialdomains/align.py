@@ -206,7 +206,7 @@ def pseudotime(
     root_spot: str | int | None = None,
     domain_key: str = domain_key("spotscape"),
     key_added: str = "pseudotime_spotscape",
-    n_neighbors: int = 15,
+    n_neighbors: int = 50,
     n_dcs: int = 10,
     copy: bool = False,
     random_state: int = 0,
@@ -216,6 +216,11 @@ def pseudotime(
     The root is ``root_spot`` (obs name or position) or, with ``root_domain``, the spot of that domain
     (in ``obs[domain_key]``) closest to the domain's centroid in the embedding. The neighbour graph is
     built on a private copy, so ``adata.obsp['connectivities']`` is left untouched.
+
+    ``n_neighbors`` defaults to 50 (capped at ``n_obs - 1``), not scanpy's 15: on DLPFC Spotscape
+    embeddings a 15-NN graph has eigenvalues within 1e-3 of 1 (near-separate pieces) that dominate
+    DPT's distance, and the Spearman correlation with the layer order fell from 0.96 to 0.01 for one
+    seed; with 50 neighbours it was 0.95-0.96 whatever the number of diffusion components.
 
     Returns
     -------
@@ -232,6 +237,7 @@ def pseudotime(
     root = _root_index(adata, rep, root_spot, root_domain, domain_key)
     start = logg.info(f"diffusion pseudotime on obsm['{use_rep}'] from spot {adata.obs_names[root]}")
     tmp = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names.copy()), obsm={"rep": rep})
+    n_neighbors = max(2, min(int(n_neighbors), adata.n_obs - 1))
     sc.pp.neighbors(tmp, n_neighbors=n_neighbors, use_rep="rep", random_state=random_state)
     sc.tl.diffmap(tmp, n_comps=max(n_dcs, 2) + 1, random_state=random_state)
     tmp.uns["iroot"] = root

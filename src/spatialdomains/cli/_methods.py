@@ -221,7 +221,8 @@ def align_cmd(input_path: Path, method: str, slice_a: str, slice_b: str, pairs_c
 @click.option("--method", default="spotscape", show_default=True, help="Whose embedding to use.")
 @click.option("--root-domain", default=None, help="Start from the most central spot of this domain.")
 @click.option("--root-spot", default=None, help="Start from this spot (obs name).")
-@click.option("--n-neighbors", type=click.IntRange(min=2), default=15, show_default=True)
+@click.option("--n-neighbors", type=click.IntRange(min=2), default=50, show_default=True,
+              help="neighbours of the embedding graph that diffusion pseudotime runs on")
 @threads_option
 def pseudotime_cmd(input_path: Path, output: Path, method: str, root_domain, root_spot, n_neighbors: int) -> None:
     """Diffusion pseudotime (scanpy dpt) on a method's embedding."""
