@@ -73,8 +73,6 @@ def add_image_features(adata) -> None:
     slice as the reference), cached by spot so every seed and the joint group reuse them. The DLPFC files
     hold only the 600 px lowres image (a spot patch is ~23 px), so ``patch_px``/``input_px`` default to 64.
     """
-    import pandas as pd
-
     from spatialdomains.image import image_features
 
     slices = adata.obs["slice"].astype(str).to_numpy()
@@ -86,8 +84,7 @@ def add_image_features(adata) -> None:
         image_features(sub, library_id=s, **IMAGE_OPTIONS)
         _IMAGE_CACHE.update(zip(sub.obs_names, sub.obsm["X_image"]))
         print(f"image features for {s}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    frame = pd.DataFrame.from_dict({n: _IMAGE_CACHE[n] for n in adata.obs_names}, orient="index")
-    adata.obsm["X_image"] = frame.loc[adata.obs_names].to_numpy(dtype=np.float32)
+    adata.obsm["X_image"] = np.stack([_IMAGE_CACHE[n] for n in adata.obs_names]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = f"_{args.tag}" if args.tag else ""
+    known = {m for setup in METHOD_SETUP.values() for m in setup}
+    unknown = sorted(set(args.modes.split(",")) - known - {""})
+    if unknown:
+        raise SystemExit(f"unknown mode(s) {unknown}; available: {sorted(known)}")
     for method in args.methods.split(","):
         for n in sizes:
             modes = [m for m in args.modes.split(",") if m in METHOD_SETUP[method]]

@@ -120,6 +120,17 @@ def test_pseudotime_follows_the_trajectory():
     assert adata.obs["pt5"].iloc[5] == 0.0
 
 
+def test_pseudotime_neighbours_default_and_cap():
+    """50 neighbours by default (15 fragmented real embeddings), capped below the number of spots."""
+    adata, _ = _gradient_adata(n=300)
+    align.pseudotime(adata, root_domain="WM", domain_key="truth")
+    assert adata.uns["spatialdomains"]["pseudotime_spotscape"]["n_neighbors"] == 50
+    small, _ = _gradient_adata(n=30)
+    align.pseudotime(small, root_domain="WM", domain_key="truth")
+    assert small.uns["spatialdomains"]["pseudotime_spotscape"]["n_neighbors"] == 29
+    assert np.isfinite(small.obs["pseudotime_spotscape"]).all()
+
+
 def test_pseudotime_needs_a_root():
     adata, _ = _gradient_adata(n=50)
     with pytest.raises(InputError, match="root"):
