@@ -306,9 +306,34 @@ def test_same_seed_same_embedding(one_prepared):
 
 
 def test_sparse_and_dense_inputs_train_alike(one_prepared):
-    a = _fit(one_prepared, 3, sparse_input="never")
+    a = _fit(one_prepared, 3, sparse_input="never", precision="float32")
     b = _fit(one_prepared, 3, sparse_input="always")
     assert np.allclose(a.history["loss"], b.history["loss"], rtol=1e-4)
+    assert b.info["precision"] == "float32"  # sparse X is always multiplied in float32
+
+
+def test_precision_auto_follows_hardware_and_rejects_unknown():
+    cpu = torch.device("cpu")
+    assert S.resolve_precision("auto", cpu) == ("bfloat16" if S.native_bf16(cpu) else "float32")
+    assert S.resolve_precision("float32", cpu) == "float32"
+    assert S.resolve_precision("bfloat16", cpu) == "bfloat16"
+    with pytest.raises(InputError, match="precision must be auto, float32 or bfloat16, got 'fp16'"):
+        S.resolve_precision("fp16", cpu)
+
+
+def test_bfloat16_products_train_like_float32(one_prepared):
+    full = _fit(one_prepared, 40, lr=1e-3, sparse_input="never", precision="float32", impute=False)
+    low = _fit(one_prepared, 40, lr=1e-3, sparse_input="never", precision="bfloat16", impute=False)
+    assert (full.info["precision"], low.info["precision"]) == ("float32", "bfloat16")
+    # same trajectory within bfloat16's ~3 significant digits, not the same numbers
+    assert np.allclose(low.history["loss"], full.history["loss"], rtol=0.05)
+    assert not np.array_equal(low.embedding, full.embedding)
+    from spatialdomains.cluster import kmeans
+    from spatialdomains.metrics import ari
+
+    truth = one_prepared.obs["truth"].astype(str).to_numpy()
+    scores = [ari(truth, kmeans(r.embedding, 4, seed=0)) for r in (full, low)]
+    assert scores[1] >= scores[0] - 0.1, scores
 
 
 def test_minibatch_trains_when_fewer_spots_than_batch_size(one_prepared):

@@ -103,7 +103,10 @@ class SpotscapeConfig:
     use_ss: bool = True
     sparse_input: str = "auto"  #: auto | always | never: sparse X when density < 5%
     impute: bool = True  #: return the decoder output on the full graph in ``extras['imputed']``
-    precision: str = "float32"  #: float32 | bfloat16: dtype of the N x G feature products in training
+    #: auto | float32 | bfloat16: dtype of the N x G feature products in training (fp32 accumulation);
+    #: auto = bfloat16 where the hardware has native bfloat16 matmul (CUDA with bf16, x86 avx512_bf16 /
+    #: amx_bf16), float32 elsewhere, where emulated bfloat16 would be slower
+    precision: str = "auto"
 
     def learning_rate(self, n_slices: int) -> float:
         if self.lr is not None:
@@ -564,6 +567,29 @@ class _Features:
         return (xd * xd).sum(), xd.sum(0)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 natively (CUDA with bf16; x86 with avx512_bf16 or amx_bf16)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:  # Linux; elsewhere (macOS, Windows) stay in float32
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> bfloat16 where :func:`native_bf16`, else float32; explicit values are checked and kept."""
+    if precision not in ("auto", "float32", "bfloat16"):
+        raise InputError(f"precision must be auto, float32 or bfloat16, got {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return precision
+
+
 def _choose_sparse(x, mode: str) -> bool:
     if mode == "always":
         return True
@@ -878,9 +904,8 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     n, g = adata.n_obs, adata.n_vars
     x = adata.X
     sparse = _choose_sparse(x, config.sparse_input)
-    if config.precision not in ("float32", "bfloat16"):
-        raise InputError(f"precision must be float32 or bfloat16, got {config.precision!r}")
-    low_precision = config.precision == "bfloat16" and not sparse
+    precision = resolve_precision(config.precision, dev)
+    low_precision = precision == "bfloat16" and not sparse
     density = (x.nnz if sp.issparse(x) else np.count_nonzero(x)) / max(n * g, 1) if sparse else 1.0
     est = estimate_memory(n, g, config, density=density, sparse=sparse, n_edges=adj.nnz + n)
     budget = _memory_budget(config, dev)
@@ -891,7 +916,8 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     epochs = int(options.epochs)
     warmup = min(config.pcl_warmup, epochs // 2)
     lr = config.learning_rate(n_slices)
-    logg.info(f"Spotscape: {n} spots x {g} features, {n_slices} slice(s), {adj.nnz} edges, device {dev}; "
+    logg.info(f"Spotscape: {n} spots x {g} features, {n_slices} slice(s), {adj.nnz} edges, device {dev}, "
+              f"{'bfloat16' if low_precision else 'float32'} feature products; "
               f"full-batch memory estimate {est['total'] / 1e9:.2f} GB (X {est['x'] / 1e9:.2f} GB, "
               f"{'sparse' if sparse else 'dense'}) vs budget {budget / 1e9:.2f} GB -> {mode} mode, lr {lr:g}")
 
@@ -984,7 +1010,8 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     logg.info("    finished", time=start, deep="embedding (N x 64)" + (", imputed (N x G)" if config.impute else ""))
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     info = {
-        "device": str(dev), "batch_mode": mode, "sparse_input": sparse, "lr": lr, "epochs": epochs,
+        "device": str(dev), "batch_mode": mode, "sparse_input": sparse,
+        "precision": "bfloat16" if low_precision else "float32", "lr": lr, "epochs": epochs,
         "steps_per_epoch": steps_per_epoch, "pcl_warmup": warmup, "n_domains": state["n_domains"],
         "n_slices": n_slices, "slices": slice_names, "memory_estimate_gb": est["total"] / 1e9,
         "memory_budget_gb": budget / 1e9, "train_seconds": train_seconds,
