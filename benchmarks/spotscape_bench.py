@@ -7,7 +7,8 @@ protocol) and ``benchmarks/scaling.py``:
 * :func:`integration` - joint training of several slices, joint ARI plus batch-mixing metrics, with
   ablations (``no_pcl``, ``no_ss``, ``no_telescope``, ``concat`` = neither PCL nor SS);
 * :func:`imputation` - masked-entry RMSE / median L1 of the decoder output vs the unimputed baseline;
-* :func:`timing` - seconds per epoch and peak RSS on synthetic data of a given size and batch mode.
+* :func:`timing` - seconds per epoch and peak RSS on synthetic data of a given size and batch mode;
+* :func:`summary` - the default-config single-slice table (``spotscape_single.md``) from the JSON lines.
 
 Run ``python benchmarks/spotscape_bench.py single --slices 151673 --seeds 0 1 2`` etc.; results are
 appended as JSON lines to ``benchmarks/results/spotscape.jsonl``.
@@ -184,7 +185,8 @@ def single_slice(sample: str, seeds=(0, 1, 2), use_mclust: bool = True, **overri
     for seed in seeds:
         res, secs = fit(adata, seed=seed, **overrides)
         row = {"task": "single", "slice": sample, "seed": seed, "seconds": secs,
-               "s_per_epoch": res.info["seconds_per_epoch"], **overrides,
+               "s_per_epoch": res.info["seconds_per_epoch"], "epochs": res.info["epochs"],
+               "precision": res.info["precision"], **overrides,
                **score_embedding(adata, res.embedding, seed, use_mclust=use_mclust),
                **pseudotime_spearman(adata, res.embedding, seed)}
         rows.append(row)
@@ -215,7 +217,8 @@ def integration(samples=("151673", "151674", "151675", "151676"), seeds=(0, 1, 2
         res, secs = fit(adata, seed=seed, **switches, **overrides)
         emb = res.embedding
         row = {"task": "integration", "variant": variant, "slices": list(samples), "seed": seed,
-               "seconds": secs, "n_genes": int(adata.n_vars), **overrides,
+               "seconds": secs, "n_genes": int(adata.n_vars), "epochs": res.info["epochs"],
+               "precision": res.info["precision"], **overrides,
                **score_embedding(adata, emb, seed, use_mclust=use_mclust), **batch_metrics(adata, emb)}
         lab = _labelled(adata)
         km = kmeans_labels(emb, 7, seed)
@@ -322,6 +325,30 @@ def synthetic_group(n_spots: int, n_genes: int, n_slices: int, seed: int):
     return adata
 
 
+def summary(path: Path = RESULTS) -> str:
+    """Markdown table of the default-config single-slice runs (1000 epochs, no overrides) per slice."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    known = {"task", "slice", "seed", "seconds", "s_per_epoch", "epochs", "precision"}
+    default = [r for r in rows if r["task"] == "single" and r.get("epochs", 1000) == 1000
+               and not any(k not in known and k not in SCORES for k in r)]
+    out = ["| slice | seeds | ARI k-means (mean ± sd) | ARI mclust | NMI k-means | pseudotime Spearman | s per run |",
+           "|---|---|---|---|---|---|---|"]
+    for s in sorted({r["slice"] for r in default}):
+        rs = [r for r in default if r["slice"] == s]
+
+        def ms(key, rs=rs):
+            v = np.array([r[key] for r in rs if key in r], dtype=float)
+            return f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}" if v.size else "-"
+
+        out.append(f"| {s} | {','.join(str(r['seed']) for r in rs)} | {ms('ari_kmeans')} | {ms('ari_mclust')} | "
+                   f"{ms('nmi_kmeans')} | {ms('pseudotime_spearman')} | {np.median([r['seconds'] for r in rs]):.0f} |")
+    return "\n".join(out) + "\n"
+
+
+SCORES = {"ari_kmeans", "nmi_kmeans", "ari_kmeans_cosine", "ari_mclust", "nmi_mclust", "pseudotime_spearman",
+          "pseudotime_root_domain", "pseudotime_root_wm_share"}
+
+
 def _log(row: dict) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS, "a") as fh:
@@ -331,7 +358,7 @@ def _log(row: dict) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("task", choices=["single", "integration", "imputation", "timing", "screen"])
+    p.add_argument("task", choices=["single", "integration", "imputation", "timing", "screen", "summary"])
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--slices", nargs="+", default=["151673"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -356,6 +383,13 @@ def main(argv=None) -> None:
         overrides[k] = json.loads(v) if v[:1] in "0123456789-[{tfn" else v
         if isinstance(overrides[k], list):
             overrides[k] = tuple(overrides[k])
+    if args.task == "summary":
+        table = summary()
+        (RESULTS.parent / "spotscape_single.md").write_text(
+            "# Spotscape, DLPFC single slices, default config (1000 epochs; k-means and mclust with K = 7)\n\n"
+            + table)
+        print(table)
+        return
     if args.task == "screen":
         for s in args.slices:
             adata = prepare([s])
