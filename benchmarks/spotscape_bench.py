@@ -325,12 +325,16 @@ def synthetic_group(n_spots: int, n_genes: int, n_slices: int, seed: int):
     return adata
 
 
+#: keys of a ``single`` row that are not config overrides
+_SINGLE_KEYS = {"task", "slice", "seed", "seconds", "s_per_epoch", "epochs", "precision", "ari_kmeans", "nmi_kmeans",
+                "ari_kmeans_cosine", "ari_mclust", "nmi_mclust", "pseudotime_spearman", "pseudotime_root_domain",
+                "pseudotime_root_wm_share"}
+
+
 def summary(path: Path = RESULTS) -> str:
     """Markdown table of the default-config single-slice runs (1000 epochs, no overrides) per slice."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    known = {"task", "slice", "seed", "seconds", "s_per_epoch", "epochs", "precision"}
-    default = [r for r in rows if r["task"] == "single" and r.get("epochs", 1000) == 1000
-               and not any(k not in known and k not in SCORES for k in r)]
+    default = [r for r in rows if r["task"] == "single" and r.get("epochs", 1000) == 1000 and set(r) <= _SINGLE_KEYS]
     out = ["| slice | seeds | ARI k-means (mean ± sd) | ARI mclust | NMI k-means | pseudotime Spearman | s per run (min / median) |",
            "|---|---|---|---|---|---|---|"]
     for s in sorted({r["slice"] for r in default}):
@@ -344,10 +348,6 @@ def summary(path: Path = RESULTS) -> str:
                    f"{ms('nmi_kmeans')} | {ms('pseudotime_spearman')} | "
                    f"{min(r['seconds'] for r in rs):.0f} / {np.median([r['seconds'] for r in rs]):.0f} |")
     return "\n".join(out) + "\n"
-
-
-SCORES = {"ari_kmeans", "nmi_kmeans", "ari_kmeans_cosine", "ari_mclust", "nmi_mclust", "pseudotime_spearman",
-          "pseudotime_root_domain", "pseudotime_root_wm_share"}
 
 
 def _log(row: dict) -> None:

@@ -220,7 +220,8 @@ def pseudotime(
     ``n_neighbors`` defaults to 50 (capped at ``n_obs - 1``), not scanpy's 15: on DLPFC Spotscape
     embeddings a 15-NN graph has eigenvalues within 1e-3 of 1 (near-separate pieces) that dominate
     DPT's distance, and the Spearman correlation with the layer order fell from 0.96 to 0.01 for one
-    seed; with 50 neighbours it was 0.95-0.96 whatever the number of diffusion components.
+    seed; with 50 it was 0.91-0.97 on 11 of 12 default-config DLPFC embeddings. On the twelfth a second
+    slow diffusion mode still dominates (-0.26); 100 neighbours give 0.96 there (docs/methods.md).
 
     Returns
     -------

@@ -904,8 +904,9 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     n, g = adata.n_obs, adata.n_vars
     x = adata.X
     sparse = _choose_sparse(x, config.sparse_input)
-    precision = resolve_precision(config.precision, dev)
-    low_precision = precision == "bfloat16" and not sparse
+    precision = resolve_precision(config.precision, dev)  # checked even when X is sparse
+    precision = "float32" if sparse else precision  # sparse X is multiplied in float32
+    low_precision = precision == "bfloat16"
     density = (x.nnz if sp.issparse(x) else np.count_nonzero(x)) / max(n * g, 1) if sparse else 1.0
     est = estimate_memory(n, g, config, density=density, sparse=sparse, n_edges=adj.nnz + n)
     budget = _memory_budget(config, dev)
@@ -917,7 +918,7 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     warmup = min(config.pcl_warmup, epochs // 2)
     lr = config.learning_rate(n_slices)
     logg.info(f"Spotscape: {n} spots x {g} features, {n_slices} slice(s), {adj.nnz} edges, device {dev}, "
-              f"{'bfloat16' if low_precision else 'float32'} feature products; "
+              f"{precision} feature products; "
               f"full-batch memory estimate {est['total'] / 1e9:.2f} GB (X {est['x'] / 1e9:.2f} GB, "
               f"{'sparse' if sparse else 'dense'}) vs budget {budget / 1e9:.2f} GB -> {mode} mode, lr {lr:g}")
 
@@ -1011,7 +1012,7 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     info = {
         "device": str(dev), "batch_mode": mode, "sparse_input": sparse,
-        "precision": "bfloat16" if low_precision else "float32", "lr": lr, "epochs": epochs,
+        "precision": precision, "lr": lr, "epochs": epochs,
         "steps_per_epoch": steps_per_epoch, "pcl_warmup": warmup, "n_domains": state["n_domains"],
         "n_slices": n_slices, "slices": slice_names, "memory_estimate_gb": est["total"] / 1e9,
         "memory_budget_gb": budget / 1e9, "train_seconds": train_seconds,
