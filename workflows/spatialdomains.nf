@@ -6,8 +6,8 @@
     group x method:         PREPARE
     group x method x seed:  TRAIN -> CLUSTER -> EVALUATE
     group x method x seed:  ANALYSE (marker genes, enrichment)
-    group:                  COLLECT_METRICS, REPORT (HTML)
-    run:                    MULTIQC
+    group:                  COLLECT_METRICS, REPORT (HTML, domain maps for MultiQC)
+    run:                    MULTIQC_CONTENT (*_mqc tables, versions, summary) -> MULTIQC (nf-core module)
 ----------------------------------------------------------------------------------------
 */
 
@@ -15,10 +15,10 @@ include { PREPARE_SLICES         } from '../subworkflows/local/prepare_slices'
 include { IMAGE_FEATURES         } from '../subworkflows/local/image_features'
 include { LEARN_DOMAINS          } from '../subworkflows/local/learn_domains'
 include { ANALYSE_DOMAINS        } from '../subworkflows/local/analyse_domains'
-include { MULTIQC                } from '../modules/local/multiqc'
+include { SPATIALDOMAINS_MULTIQC_CONTENT } from '../modules/local/spatialdomains/multiqc_content'
+include { MULTIQC                } from '../modules/nf-core/multiqc/main'
 include { softwareVersionsToYAML } from '../subworkflows/local/utils_spatialdomains_pipeline'
 include { softwareVersionsToJSON } from '../subworkflows/local/utils_spatialdomains_pipeline'
-include { containersToYAML       } from '../subworkflows/local/utils_spatialdomains_pipeline'
 
 workflow SPATIALDOMAINS {
 
@@ -97,34 +97,38 @@ workflow SPATIALDOMAINS {
     ch_versions = ch_versions.mix(ANALYSE_DOMAINS.out.versions)
 
     //
-    // Run-wide: one MultiQC report (QC per slice, metrics per run, versions, parameters)
+    // Run-wide: the *_mqc files of our own steps (tables of QC per slice and metrics per run, versions,
+    // parameters; the groups' domain maps) -> one MultiQC report. Inputs sorted by name: -resume keeps it.
     //
     if (!skip_multiqc) {
-        MULTIQC(
-            LEARN_DOMAINS.out.metrics.map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
-            PREPARE_SLICES.out.qc_json.map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
-            ANALYSE_DOMAINS.out.mqc.toSortedList { a, b -> a.name <=> b.name },
-            multiqc_config,
-            params_json,
-            ch_versions_json,
-        )
+        ch_all_metrics = LEARN_DOMAINS.out.metrics
+            .map { meta, json -> json }
+            .toSortedList { a, b -> a.name <=> b.name }
+            .map { jsons -> ['run', jsons] }
+        ch_all_qc = PREPARE_SLICES.out.qc_json
+            .map { meta, json -> json }
+            .toSortedList { a, b -> a.name <=> b.name }
+            .map { jsons -> ['run', jsons] }
+        ch_content_in = ch_all_metrics
+            .join(ch_all_qc)
+            .map { id, metrics, qc -> [[id: id], metrics, qc] }
+        SPATIALDOMAINS_MULTIQC_CONTENT(ch_content_in, params_json, ch_versions_json)
+        ch_versions = ch_versions.mix(SPATIALDOMAINS_MULTIQC_CONTENT.out.versions)
+
+        ch_multiqc_files = SPATIALDOMAINS_MULTIQC_CONTENT.out.mqc.flatten()
+            .mix(ANALYSE_DOMAINS.out.mqc)
+            .toSortedList { a, b -> a.name <=> b.name }
+        MULTIQC(ch_multiqc_files, multiqc_config, [], [], [], [])
         ch_versions = ch_versions.mix(MULTIQC.out.versions)
     }
 
     //
-    // Software versions and container references of every task -> pipeline_info
+    // Software versions of every task -> pipeline_info (the container of every task is in the trace)
     //
     ch_collated_versions = softwareVersionsToYAML(ch_versions)
         .collectFile(
             storeDir: "${outdir}/pipeline_info",
             name: 'spatialdomains_software_versions.yml',
-            sort: true,
-            newLine: true,
-        )
-    containersToYAML(ch_versions)
-        .collectFile(
-            storeDir: "${outdir}/pipeline_info",
-            name: 'containers.yml',
             sort: true,
             newLine: true,
         )

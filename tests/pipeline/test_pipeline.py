@@ -153,7 +153,7 @@ def test_stub_matches_snapshot(stub_run):
     assert actual["tasks"]["SPATIALDOMAINS_COLLECT_METRICS"] == 1
     assert actual["tasks"]["SPATIALDOMAINS_ANALYSE"] == 4
     assert actual["tasks"]["SPATIALDOMAINS_REPORT"] == 1
-    assert actual["tasks"]["MULTIQC"] == 1
+    assert actual["tasks"]["SPATIALDOMAINS_MULTIQC_CONTENT"] == 1 and actual["tasks"]["MULTIQC"] == 1
     check_snapshot("stub.json", actual)
 
 
@@ -276,8 +276,10 @@ def test_real_multiqc_lists_every_slice_and_method_with_metrics(real_run):
     summary = pd.read_csv(data / "multiqc_spatialdomains_summary_table.txt", sep="\t")
     assert sorted(summary["method"]) == sorted(METHODS * len(groups)) and summary["ari_mean"].notna().all()
     html = (outdir / "multiqc/multiqc_report.html").read_text()
-    for section in ("spatialdomains_metrics", "spatialdomains_qc", "spatialdomains_summary", "multiqc_software_versions"):
+    for section in ("spatialdomains_metrics", "spatialdomains_qc", "spatialdomains_summary", "multiqc_software_versions",
+                    "spatialdomains-spatialdomains-summary"):
         assert f'id="{section}"' in html, section
+    assert {".pdf", ".png", ".svg"} <= {p.suffix for p in (outdir / "multiqc/multiqc_plots").rglob("*.*")}  # export_plots
     for name in slices + list(METHODS):
         assert name in html, name
 
@@ -290,13 +292,15 @@ def test_real_pipeline_info_holds_the_provenance(real_run):
     info = cwd / "results/pipeline_info"
     for name in ("execution_trace_run1.txt", "execution_timeline_run1.html", "execution_report_run1.html",
                  "pipeline_dag_run1.html", "params_run1.json", "samplesheet.valid.csv",
-                 "spatialdomains_software_versions.yml", "containers.yml"):
+                 "spatialdomains_software_versions.yml"):
         assert (info / name).is_file() and (info / name).stat().st_size > 0, name
-    processes = {short(r["process"]) for r in read_trace(info / "execution_trace_run1.txt")}
+    trace = read_trace(info / "execution_trace_run1.txt")
+    processes = {short(r["process"]) for r in trace}
     versions = yaml.safe_load((info / "spatialdomains_software_versions.yml").read_text())
     assert processes <= set(versions), processes - set(versions)
-    containers = yaml.safe_load((info / "containers.yml").read_text())
-    assert set(containers) == processes and set(containers.values()) == {"none"}   # bare run: tools from PATH
+    # the trace records the container of every task: none in a run without a container engine
+    assert {r["container"] for r in trace} == {"-"}, {r["container"] for r in trace}
+    assert "# container" not in (info / "spatialdomains_software_versions.yml").read_text()
     assert json.loads((info / "params_run1.json").read_text())["staig_epochs"] == 60
 
 
@@ -322,7 +326,7 @@ def test_resume_after_changing_one_method_reruns_only_that_method(real_run):
     trace = read_trace(cwd / "results_changed/pipeline_info/execution_trace_run3.txt")
     rerun = sorted((short(r["process"]), r["tag"]) for r in trace if r["status"] != "CACHED")
     group = _group_dirs(cwd / "results")[0].name
-    multiqc = [tag for name, tag in rerun if name == "MULTIQC"]   # tagged with the run name
+    multiqc = [tag for name, tag in rerun if name == "MULTIQC"]   # the nf-core module has no tag
     assert rerun == sorted([
         ("SPATIALDOMAINS_TRAIN", f"{group}_staig_s0"),
         ("SPATIALDOMAINS_CLUSTER", f"{group}_staig_s0"),
@@ -330,6 +334,7 @@ def test_resume_after_changing_one_method_reruns_only_that_method(real_run):
         ("SPATIALDOMAINS_ANALYSE", f"{group}_staig_s0"),
         ("SPATIALDOMAINS_COLLECT_METRICS", group),
         ("SPATIALDOMAINS_REPORT", group),      # its run summary shows the parameters
+        ("SPATIALDOMAINS_MULTIQC_CONTENT", "run"),
         ("MULTIQC", multiqc[0] if multiqc else "?"),
     ]), rerun
 
@@ -427,6 +432,27 @@ def test_profiles_parse(tmp_path, profiles):
     for executor in ("awsbatch", "google-batch", "k8s"):
         if executor.replace("-", "_") in profiles:
             assert f"process.executor = '{executor}'" in res.stdout
+    # executor settings belong to the site (environment or -c site.config), not to the pipeline's parameters
+    assert not [line for line in res.stdout.splitlines()
+                if line.startswith(("params.slurm_", "params.aws", "params.google_", "params.k8s_"))]
+
+
+def test_site_settings_of_the_executor_profiles_come_from_the_environment(tmp_path):
+    from nfutil import nextflow as nextflow_env
+
+    site = {"SPATIALDOMAINS_SLURM_QUEUE": "cpu", "SPATIALDOMAINS_SLURM_OPTIONS": "--account=lab",
+            "SPATIALDOMAINS_AWSBATCH_QUEUE": "batchq", "GOOGLE_CLOUD_PROJECT": "proj",
+            "SPATIALDOMAINS_K8S_NAMESPACE": "lab", "SPATIALDOMAINS_K8S_STORAGE_MOUNT": "/data",
+            "UNRELATED_TOKEN": "s3cr3t-value"}
+    expected = {"slurm": ["process.queue = 'cpu'", "process.clusterOptions = '--account=lab'"],
+                "awsbatch": ["process.queue = 'batchq'"], "google_batch": ["google.project = 'proj'"],
+                "k8s": ["k8s.namespace = 'lab'", "k8s.storageMountPath = '/data'", "workDir = '/data/work'"]}
+    for profile, lines in expected.items():
+        res = nextflow_env(["config", "-flat", "-profile", profile, str(ROOT)], tmp_path, timeout=300, env=site)
+        assert res.returncode == 0, explain(res)
+        for line in lines:
+            assert line in res.stdout, (profile, line)
+        assert "s3cr3t-value" not in res.stdout   # the profiles read single variables; the environment stays out
 
 
 def test_schema_methods_are_the_registry():

@@ -271,7 +271,7 @@ def test_multiqc_content_renders_in_multiqc(group, rendered, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     for sec in ("spatialdomains_qc", "spatialdomains_metrics", "spatialdomains_summary", "spatialdomains_ari",
-                "workflow_summary", "g1_domains_mqc.png"):
+                "spatialdomains-spatialdomains-summary", "g1_domains_mqc.png"):
         assert sec in log, log[-3000:]
     data = json.loads((tmp_path / "mqc_out" / "multiqc_data" / "multiqc_data.json").read_text())
     raw = data["report_saved_raw_data"]

@@ -33,7 +33,6 @@ process SPATIALDOMAINS_IMAGE_FEATURES {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -47,7 +46,6 @@ process SPATIALDOMAINS_IMAGE_FEATURES {
     touch ${prefix}.image.h5ad
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

@@ -27,7 +27,6 @@ process SPATIALDOMAINS_IMAGE_TILES {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -40,7 +39,6 @@ process SPATIALDOMAINS_IMAGE_TILES {
     touch ${prefix}.tiles.npy ${prefix}.tiles.json
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
