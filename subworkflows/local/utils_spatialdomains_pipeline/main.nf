@@ -155,7 +155,7 @@ def helpMessage(schema, show_hidden) {
     lines << '  nextflow run . -profile test --outdir results                       # bundled demo, CPU'
     lines << '  nextflow run . -profile singularity,gpu --input samplesheet.csv --outdir results'
     lines << ''
-    lines << 'Profiles: test, test_full, docker, podman, singularity, apptainer, gpu, slurm, awsbatch, google_batch'
+    lines << 'Profiles: test, test_full, docker, podman, singularity, apptainer, gpu, slurm, awsbatch, google_batch, k8s'
     schema['$defs'].each { key, group ->
         def props = group['properties'].findAll { name, prop -> show_hidden || !prop.hidden }
         if (!props) {
