@@ -33,7 +33,7 @@ SCALEFACTORS = {
     "spot_diameter_fullres": 89.4,
 }
 HD_SCALEFACTORS = {
-    "spot_diameter_fullres": 29.2,
+    "spot_diameter_fullres": 8.0 / 0.274,
     "bin_size_um": 8.0,
     "microns_per_pixel": 0.274,
     "tissue_lowres_scalef": 0.0078,
@@ -247,11 +247,39 @@ def write_visium(root: Path, *, version: str = "csv", n_rows: int = 4, n_cols: i
     )
 
 
+def write_feature_slice(outs: Path, name: str = "feature_slice.h5") -> Path:
+    """``outs/feature_slice.h5`` as Space Ranger >= 3 writes it, reduced to its metadata attribute (the layout
+    and the image registration matrices; identity here)."""
+    import h5py
+
+    identity = np.eye(3).ravel().tolist()
+    hd_layout = {"file_format": "1.0", "transform": identity, "num_row": 3350, "num_col": 3350,
+                 "slide_name": "H1-TEST", "spot_pitch": 2.0}
+    metadata = {"hd_layout_json": json.dumps(hd_layout),
+                "transform_matrices": {k: identity for k in ("spot_colrow_to_microscope_colrow",
+                                                             "microscope_colrow_to_spot_colrow",
+                                                             "spot_colrow_to_cytassist_colrow",
+                                                             "cytassist_colrow_to_spot_colrow")}}
+    outs.mkdir(parents=True, exist_ok=True)
+    with h5py.File(outs / name, "w") as f:
+        f.attrs["metadata_json"] = json.dumps(metadata)
+        f.create_group("umi")
+    return outs / name
+
+
 def write_visium_hd(root: Path, *, bin_sizes: Sequence[int] = (8,), n_rows: int = 3, n_cols: int = 4,
-                    n_genes: int = 6, seed: int = 1, images: Sequence[str] = ("hires", "lowres")) -> dict[int, Expected]:
-    """Visium HD ``root/outs/binned_outputs/square_XXXum/`` for each bin size (parquet positions)."""
+                    n_genes: int = 6, seed: int = 1, images: Sequence[str] = ("hires", "lowres"),
+                    feature_slice: bool = True) -> dict[int, Expected]:
+    """Visium HD ``root/outs/binned_outputs/square_XXXum/`` for each bin size (parquet positions), and
+    ``outs/feature_slice.h5`` (Space Ranger writes it; spatialdata-io needs it) unless ``feature_slice=False``.
+
+    Scale factors are consistent as Space Ranger writes them: a bin's ``spot_diameter_fullres`` is its size
+    in microns over ``microns_per_pixel``, and bins are one diameter apart."""
+    if feature_slice:
+        write_feature_slice(root / "outs")
     out = {}
     for size in bin_sizes:
+        diameter = size / HD_SCALEFACTORS["microns_per_pixel"]
         bin_dir = root / "outs" / "binned_outputs" / f"square_{size:03d}um"
         spatial = bin_dir / "spatial"
         n = n_rows * n_cols
@@ -261,15 +289,15 @@ def write_visium_hd(root: Path, *, bin_sizes: Sequence[int] = (8,), n_rows: int 
             "in_tissue": np.ones(n, dtype=np.int32),
             "array_row": np.arange(n) // n_cols,
             "array_col": np.arange(n) % n_cols,
-            "pxl_row_in_fullres": 500.0 + (np.arange(n) // n_cols) * 29.2,
-            "pxl_col_in_fullres": 100.0 + (np.arange(n) % n_cols) * 29.2 + 0.25,
+            "pxl_row_in_fullres": 500.0 + (np.arange(n) // n_cols) * diameter,
+            "pxl_col_in_fullres": 100.0 + (np.arange(n) % n_cols) * diameter + 0.25,
         })
         ids, names = gene_table(n_genes)
         counts = make_counts(n, n_genes, seed + size)
         write_10x_h5(bin_dir / "filtered_feature_bc_matrix.h5", counts, barcodes, ids, names,
                      software_version="spaceranger-3.0.1", library_id=None)
         write_positions(spatial, positions, version="parquet")
-        write_scalefactors(spatial, {**HD_SCALEFACTORS, "bin_size_um": float(size)})
+        write_scalefactors(spatial, {**HD_SCALEFACTORS, "bin_size_um": float(size), "spot_diameter_fullres": diameter})
         for key, shape in (("hires", HIRES_SHAPE), ("lowres", LOWRES_SHAPE)):
             if key in images:
                 write_png(spatial / f"tissue_{key}_image.png", shape, (90, 90, 90))

@@ -364,6 +364,16 @@ def test_read_visium_hd_layouts(tmp_path, where):
     assert slot["scalefactors"]["microns_per_pixel"] == fx.HD_SCALEFACTORS["microns_per_pixel"]
     assert adata.uns["spatialdomains"]["read"]["positions_file"] == "tissue_positions.parquet"
     assert adata.uns["spatialdomains"]["read"]["format"] == "visium_hd"
+    assert adata.uns["spatialdomains"]["read"]["reader"].startswith("spatialdata-io ")
+    assert slot["images"]["hires"].shape == (*fx.HIRES_SHAPE, 3) and slot["images"]["lowres"].dtype == np.uint8
+
+
+def test_read_visium_hd_without_feature_slice_uses_our_reader(tmp_path):
+    es = fx.write_visium_hd(tmp_path / "hd", feature_slice=False)
+    adata = sio.read_visium_hd(tmp_path / "hd")
+    assert_contract(adata, es[8], "hd")
+    assert "reader" not in adata.uns["spatialdomains"]["read"]
+    assert adata.uns["spatial"]["hd"]["metadata"]["bin_size_um"] == 8
 
 
 def test_read_visium_hd_bin_size(tmp_path):
