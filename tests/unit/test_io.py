@@ -1394,3 +1394,19 @@ def test_samplesheet_accepts_spatialdata_stores(tmp_path):
     assert [r["data"] for r in rows] == [str(tmp_path / "with_he.zarr"), str(tmp_path / "no_he.zarr")]
     assert [r["has_image"] for r in rows] == [True, False]  # the store's own RGB image, not the platform
     assert sio.spatialdata_rgb_images(tmp_path / "with_he.zarr") == ["V1_hires_image"]
+
+
+@pytest.mark.parametrize("dtype, value, expected", [(np.uint16, 65535, 255), (np.float32, 0.5, 128),
+                                                    (np.float32, 200.0, 200)])
+def test_read_spatialdata_image_of_other_dtypes_becomes_uint8(tmp_path, dtype, value, expected):
+    import spatialdata as sd
+    from spatialdata.models import Image2DModel
+    from spatialdata.transformations import Identity
+
+    e = fx.write_spatialdata(tmp_path / "V1.zarr", image=None)
+    sdata = sd.read_zarr(e.path)
+    sdata.images["he"] = Image2DModel.parse(np.full((3, 20, 30), value, dtype=dtype), dims=("c", "y", "x"),
+                                            c_coords=["r", "g", "b"], transformations={"global": Identity()})
+    sdata.write(tmp_path / "typed.zarr")
+    img = sio.read(tmp_path / "typed.zarr", library_id="T").uns["spatial"]["T"]["images"]["fullres"]
+    assert img.dtype == np.uint8 and int(img[0, 0, 0]) == expected

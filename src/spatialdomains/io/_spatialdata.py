@@ -193,10 +193,14 @@ def _as_rgb_uint8(level) -> np.ndarray:
     arr = np.asarray(level.transpose("y", "x", "c").data)
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
-    arr = arr.astype(np.float64)
-    top = 1.0 if arr.size and np.nanmax(arr) <= 1.0 else (65535.0 if arr.dtype.kind != "f" and np.nanmax(arr) > 255
-                                                          else 255.0)
-    return np.clip(np.round(arr / top * 255), 0, 255).astype(np.uint8)
+    peak = float(np.nanmax(arr)) if arr.size else 0.0
+    if arr.dtype.kind == "f" and peak <= 1.0:
+        top = 1.0  # floats in [0, 1]
+    elif peak > 255:
+        top = float(np.iinfo(arr.dtype).max) if arr.dtype.kind in "iu" else peak  # e.g. uint16
+    else:
+        top = 255.0
+    return np.clip(np.round(arr.astype(np.float64) / top * 255), 0, 255).astype(np.uint8)
 
 
 def _spot_diameter(kind: str, element, to_cs: np.ndarray) -> float | None:
@@ -418,8 +422,10 @@ def _load_runs(paths: Sequence[PathLike]) -> list[_Run]:
 
 
 def _counts_union(runs: Sequence[_Run]) -> tuple[sp.csr_matrix, pd.DataFrame]:
-    """Raw counts of every gene any run kept (runs keep their methods' own HVGs)."""
+    """Raw counts of every gene any run kept (runs keep their methods' own HVGs); the var columns all runs have."""
     blocks, var, seen = [], [], set()
+    shared = [c for c in runs[0].adata.var.columns if all(c in r.adata.var for r in runs)
+              and not c.startswith(("highly_variable", "hvg_"))]
     for r in runs:
         a = r.adata
         counts = a.layers[COUNTS_LAYER] if COUNTS_LAYER in a.layers else a.X
@@ -428,8 +434,7 @@ def _counts_union(runs: Sequence[_Run]) -> tuple[sp.csr_matrix, pd.DataFrame]:
             continue
         seen.update(a.var_names[new])
         blocks.append(sp.csr_matrix(counts)[:, new].astype(np.float32))
-        var.append(a.var.iloc[new][[c for c in a.var.columns if a.var[c].dtype.kind in "OUSbiufc"
-                                    and not c.startswith(("highly_variable", "hvg_"))]])
+        var.append(a.var.iloc[new][shared])
     return sp.hstack(blocks, format="csr"), pd.concat(var)
 
 
