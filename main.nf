@@ -60,6 +60,7 @@ workflow {
         ch_gmt,
         paramsToJSON(params),
         params.skip_report,
+        params.skip_spatialdata,
         params.skip_multiqc,
         file("${projectDir}/assets/multiqc_config.yml", checkIfExists: true),
         params.outdir,
