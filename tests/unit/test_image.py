@@ -351,6 +351,86 @@ def test_backbone_weights_file(tmp_path, logs):
         im.build_backbone("vgg16")
 
 
+def test_auto_settings_by_device():
+    """'auto' = the reference's ResNet-50 at 256 px on a GPU, a ResNet-18 at 64 px for <= 60 steps on a CPU."""
+    cpu = im.auto_settings("cpu")
+    assert (cpu["backbone"], cpu["input_px"], cpu["max_steps"]) == ("resnet18", 64, 60)
+    assert set(cpu["auto"]) == {"backbone", "input_px", "max_steps"}
+    gpu = im.auto_settings("cuda:1")  # only classifies: planning a GPU run works on a machine without one
+    assert (gpu["backbone"], gpu["input_px"], gpu["max_steps"]) == ("resnet50", 256, None)
+    mixed = im.auto_settings("cpu", backbone="resnet50", input_px=128, max_steps=None)
+    assert (mixed["backbone"], mixed["input_px"], mixed["max_steps"], mixed["auto"]) == ("resnet50", 128, None, [])
+    with pytest.raises(InputError, match="unknown backbone"):
+        im.auto_settings("cpu", backbone="vgg16")
+    with pytest.raises(InputError, match="input_px"):
+        im.auto_settings("cpu", input_px=8)
+
+
+def test_byol_logs_progress_and_an_estimate_and_caps_steps(logs):
+    """A task log has no progress bar: one line per tenth of the steps, and after the warm-up steps one line
+    with the expected time of the rest (training + the inference passes that follow)."""
+    patches = np.random.default_rng(0).integers(0, 256, (40, 24, 24), dtype=np.uint8)
+    model = im.train_byol(patches, backbone="resnet18", epochs=3, max_steps=10, batch_size=4, input_px=32,
+                          hidden_dim=64, device="cpu", inference_patches=80)
+    assert len(model.history) == 10  # 3 epochs of 10 steps, capped at 10
+    assert model.settings["backbone"] == "resnet18" and model.settings["steps"] == 10
+    text = [r.getMessage() for r in logs.records]
+    estimates = [t for t in text if t.startswith("estimate:")]
+    assert len(estimates) == 1 and "8 BYOL steps" in estimates[0] and "80 patches of inference" in estimates[0]
+    progress = [t for t in text if t.startswith("BYOL: ")]
+    assert progress[-1].startswith("BYOL: 10/10 steps (100%)") and len(progress) == 10
+    assert any("capped at 10 steps" in t for t in text)
+
+
+def test_imagenet_weights_load_from_torchvision_cache(tmp_path, monkeypatch, logs):
+    """--weights imagenet goes through torchvision's weights API: a checkpoint in $TORCH_HOME/hub/checkpoints
+    under the file name torchvision expects is loaded without the network."""
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    expected = im.imagenet_checkpoint("resnet18")
+    assert expected == tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    torch.manual_seed(3)
+    ref = torchvision.models.resnet18(weights=None)
+    expected.parent.mkdir(parents=True)
+    torch.save(ref.state_dict(), expected)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    net = im.build_backbone("resnet18", weights="imagenet")
+    torch.testing.assert_close(net.conv1.weight, ref.conv1.weight)
+    torch.testing.assert_close(net.layer4[1].bn2.running_mean, ref.layer4[1].bn2.running_mean)
+    assert isinstance(net.fc, torch.nn.Identity)
+    assert any("ImageNet weights for resnet18" in r.getMessage() for r in logs.records)
+    assert im.fetch_imagenet_weights("resnet18") == expected
+
+
+def _no_network(url, *args, **kwargs):
+    from urllib.error import URLError
+
+    raise URLError("[Errno -2] Name or service not known")
+
+
+def test_imagenet_weights_offline_fail_before_any_compute(tmp_path, monkeypatch, textured_slices):
+    """Offline and not staged: one line naming the file to stage, raised before tiling or training."""
+    import torch
+
+    from spatialdomains.image import _features
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    calls = []
+    monkeypatch.setattr(_features, "filtered_tiles", lambda *a, **k: calls.append("tiles"))
+    monkeypatch.setattr(im._byol, "train_byol", lambda *a, **k: calls.append("byol"))
+    adata, fullres = textured_slices["informative"]
+    with pytest.raises(InputError) as err:
+        im.image_features(adata.copy(), fullres, backbone="resnet50", weights="imagenet", device="cpu")
+    msg = str(err.value)
+    assert "\n" not in msg and calls == []
+    staged = tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    assert f"stage https://download.pytorch.org/models/resnet50-0676ba61.pth as {staged}" in msg
+    assert "--weights /path/to/resnet50-0676ba61.pth" in msg and "URLError" in msg
+
+
 # --- features -----------------------------------------------------------------------------------------
 def test_pca_features():
     rng = np.random.default_rng(0)
@@ -377,23 +457,37 @@ def textured_slices():
     return out
 
 
-def test_image_features_separate_domains_only_when_the_image_is_informative(textured_slices):
-    """The behaviour that matters: k-means on X_image finds the domains of an informative image.
+@pytest.fixture(scope="module")
+def featured_slices(textured_slices):
+    """The textured slices prepared for STAIG (slice ids 'inf' and 'uninf') with image features in obsm.
 
     filter='none': on this tiny slice (120 spots, 2 domains) the texture that tells the domains apart (nuclear
     density and size, fibres) is mostly finer than the reference's low-pass box keeps (~1/18 of the patch);
     'lowpass_box' gives ARI ~0.1 here. On a 1000-spot, 5-domain slice both filters separate the domains
     (ARI ~0.4 informative vs ~0.02 uninformative; too slow for a unit test).
     """
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score
+    from spatialdomains.models import get_method
+    from spatialdomains.pp import prepare_group
 
-    scores = {}
+    out = {}
     for mode, (adata, fullres) in textured_slices.items():
         a = adata.copy()
         ret = im.image_features(a, fullres, filter="none", patch_px=64, backbone="resnet18", epochs=1, batch_size=64,
                                 input_px=64, n_components=16, device="cpu", random_state=0)
         assert ret is None
+        a.obs["slice"] = "inf" if mode == "informative" else "uninf"
+        prep = get_method("staig").prep_for(1).replace(n_top_genes=40)
+        out[mode] = (a, prepare_group([a], prep, platform="visium"))
+    return out
+
+
+def test_image_features_separate_domains_only_when_the_image_is_informative(featured_slices):
+    """The behaviour that matters: k-means on X_image finds the domains of an informative image."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    scores = {}
+    for mode, (a, _) in featured_slices.items():
         x = a.obsm[IMAGE_FEATURES]
         assert x.shape == (a.n_obs, 16) and x.dtype == np.float32
         labels = KMeans(2, n_init=10, random_state=0).fit_predict(x)
@@ -436,6 +530,71 @@ def test_image_features_per_slice():
     np.testing.assert_allclose(x[24:].mean(0), 0, atol=1e-4)
 
 
+# --- image mode: is the image informative? -------------------------------------------------------------
+def test_informativeness_says_yes_for_an_informative_image_and_no_otherwise(featured_slices):
+    """The label-free statistic (agreement of image and expression partitions) is above the threshold only
+    where the texture follows the domains."""
+    stats = {mode: im.image_informativeness(prepared, n_clusters=2) for mode, (_, prepared) in featured_slices.items()}
+    yes, no = stats["informative"]["inf"]["statistic"], stats["uninformative"]["uninf"]["statistic"]
+    assert yes >= im.INFORMATIVE_THRESHOLD + 0.1, stats
+    assert no < im.INFORMATIVE_THRESHOLD, stats
+
+
+def test_image_mode_decision_is_recorded_and_group_wide(featured_slices):
+    import anndata as ad
+
+    inf = featured_slices["informative"][1].copy()
+    rec = im.decide_image_mode(inf, "auto", n_clusters=2)
+    assert rec["use_image"] and rec["slices"]["inf"]["informative"]
+    stored = inf.uns[UNS_KEY]["image_mode"]
+    assert stored["use_image"] and stored["threshold"] == im.INFORMATIVE_THRESHOLD
+    assert stored["slices"]["inf"]["statistic"] >= im.INFORMATIVE_THRESHOLD and "agree" in stored["slices"]["inf"]["reason"]
+    # several slices: decided per slice, trained on one setting -- one uninformative slice turns it off
+    both = ad.concat([featured_slices["informative"][1], featured_slices["uninformative"][1]], uns_merge="first",
+                     index_unique="-")
+    rec = im.decide_image_mode(both, "auto", n_clusters=2)
+    assert not rec["use_image"] and rec["slices"]["inf"]["informative"] and not rec["slices"]["uninf"]["informative"]
+    assert "uninf" in rec["reason"] and "gene-only" in rec["reason"]
+    assert im.decide_image_mode(both, "on", n_clusters=2)["use_image"]
+    off = im.decide_image_mode(both, "off")
+    assert not off["use_image"] and off["reason"] == "image_mode=off" and "statistic" not in off["slices"]["inf"]
+    plain = featured_slices["informative"][1].copy()
+    del plain.obsm[IMAGE_FEATURES]
+    assert im.decide_image_mode(plain, "auto")["reason"] == "no image features"
+    with pytest.raises(InputError, match="image_mode='on' but obsm"):
+        im.decide_image_mode(plain, "on")
+    with pytest.raises(InputError, match="image_mode must be one of"):
+        im.decide_image_mode(plain, "maybe")
+
+
+@pytest.mark.parametrize("mode, source", [("off", "gene"), ("on", "image"), ("auto", "gene")])
+def test_staig_sees_the_image_only_when_the_mode_says_so(featured_slices, mode, source):
+    """image_mode=off never trains on the image; auto drops an uninformative one; the features stay in the file."""
+    from spatialdomains import tl
+
+    a = featured_slices["uninformative"][1].copy()
+    tl.fit_method(a, "staig", image_mode=mode, n_domains=2, epochs=2, device="cpu", progress=False)
+    train = a.uns[UNS_KEY]["train_staig"]
+    assert train["edge_drop_source"] == source
+    assert train["variant"] == ("debiased" if source == "image" else "plain")
+    assert IMAGE_FEATURES in a.obsm and a.uns[UNS_KEY]["image_mode"]["mode"] == mode
+
+
+def test_report_line_says_whether_the_image_was_used_and_why():
+    from spatialdomains.report._html import image_use_line
+
+    decision = {"use_image": False, "reason": "images of 1 of 2 slices (b) do not carry the domains; the group is "
+                                              "trained on one setting, gene-only",
+                "slices": {"a": {"informative": True, "reason": "image and expression domains agree (ARI 0.300 >= 0.1)"},
+                           "b": {"informative": False, "reason": "image and expression domains do not agree (ARI "
+                                                                 "0.010 < 0.1)"}}}
+    line_a = image_use_line(decision, "a")
+    assert line_a.startswith("image not used, because image and expression domains agree") and "(b)" in line_a
+    assert image_use_line({"use_image": True, "reason": "image_mode=on", "slices": {}}, "a") == \
+        "image used, because image_mode=on"
+    assert image_use_line(None, "a") is None
+
+
 # --- CLI ----------------------------------------------------------------------------------------------
 def test_cli_image_tiles_and_features(tmp_path, textured_slices):
     from click.testing import CliRunner
@@ -469,6 +628,45 @@ def test_cli_image_tiles_and_features(tmp_path, textured_slices):
     res = runner.invoke(main, ["image-features", "--input", str(other), "--tiles", str(tiles), "--output",
                                str(tmp_path / "x.h5ad"), "--backbone", "resnet18"])
     assert res.exit_code == 1 and "tiles.npy" in res.output and "other spots" in res.output
+
+
+def test_cli_tiles_at_the_planned_size_and_features_follow_the_plan(tmp_path, monkeypatch, textured_slices):
+    """image-tiles cuts tiles at the size the network will train at (auto: by the training device) and
+    records the plan; image-features with --backbone/--input-px auto follows it."""
+    import torch
+    from click.testing import CliRunner
+
+    from spatialdomains.cli import main
+
+    adata, _ = textured_slices["informative"]
+    h5ad = tmp_path / "slice.h5ad"
+    adata[:24].copy().write_h5ad(h5ad)
+    runner = CliRunner()
+    gpu_tiles = tmp_path / "gpu.tiles.npy"
+    res = runner.invoke(main, ["image-tiles", "-i", str(h5ad), "-o", str(gpu_tiles), "--device", "cuda"])
+    assert res.exit_code == 0, res.output
+    assert np.load(gpu_tiles, mmap_mode="r").shape == (24, 256, 256)
+    plan = json.loads((tmp_path / "gpu.tiles.json").read_text())
+    assert plan["backbone"] == "resnet50" and plan["device_kind"] == "cuda" and plan["patch_px"] == 256
+    tiles = tmp_path / "cpu.tiles.npy"
+    res = runner.invoke(main, ["image-tiles", "-i", str(h5ad), "-o", str(tiles), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert np.load(tiles).shape == (24, 64, 64) and np.load(tiles).dtype == np.uint8
+    assert json.loads((tmp_path / "cpu.tiles.json").read_text())["backbone"] == "resnet18"
+    assert not list(tmp_path.glob(".*.npy"))  # no temporary file left behind
+    out = tmp_path / "img.h5ad"
+    res = runner.invoke(main, ["image-features", "-i", str(h5ad), "--tiles", str(tiles), "-o", str(out),
+                               "--device", "cpu", "--max-steps", "2", "--batch-size", "12", "--n-components", "3"])
+    assert res.exit_code == 0, res.output
+    rec = ad.read_h5ad(out).uns[UNS_KEY]["image_features"]
+    assert rec["backbone"] == "resnet18" and rec["input_px"] == 64 and rec["max_steps"] == 2
+    # --weights imagenet offline: the tiles step fails in one line before cutting anything
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    res = runner.invoke(main, ["image-tiles", "-i", str(h5ad), "-o", str(tmp_path / "x.npy"), "--device", "cpu",
+                               "--weights", "imagenet"])
+    assert res.exit_code == 1 and "resnet18-f37072fd.pth" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x.npy").exists()
 
 
 def test_cli_reports_a_corrupted_image_in_one_line(tmp_path, textured_slices):
