@@ -125,8 +125,8 @@ def image_tiles(input_path: Path, image: Path | None, output: Path, library_id: 
               help="Tile stack from image-tiles (.npy).")
 @output_option("Output .h5ad with obsm['X_image'] (written atomically).")
 @click.option("--backbone", type=click.Choice(_BACKBONES), default="auto", show_default=True,
-              help="torchvision ResNet trained with BYOL; auto = the one image-tiles planned (its .json), else "
-                   "resnet50 on a GPU, resnet18 on a CPU.")
+              help="torchvision ResNet trained with BYOL; auto = the architecture of a --weights file, else the one "
+                   "image-tiles planned (its .json), else resnet50 on a GPU, resnet18 on a CPU.")
 @weights_option
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="BYOL epochs.")
 @click.option("--max-steps", type=AutoInt(min=1), default="auto", show_default=True,
@@ -153,10 +153,12 @@ def image_features_cmd(input_path: Path, tiles: Path, output: Path, backbone: st
 
     from .. import _logging as logg
     from .._utils import InputError, write_h5ad_atomic
-    from ..image import device_kind, image_features
+    from ..image import backbone_of, device_kind, image_features, is_imagenet
 
     sidecar = tiles_sidecar(tiles)
     meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    if backbone == "auto" and weights is not None and not is_imagenet(weights):
+        backbone = backbone_of(weights) or "auto"  # a staged checkpoint decides the architecture
     if backbone == "auto" and meta.get("backbone"):
         backbone = meta["backbone"]
         if meta.get("device_kind") and meta["device_kind"] != device_kind(device):

@@ -5,8 +5,8 @@
 ``decide_image_mode`` tests whether a slice's image features carry its domains (``image_mode="auto"``).
 """
 
-from ._byol import (AUTO_SETTINGS, BACKBONES, BYOL, augment, auto_settings, build_backbone, byol_loss, device_kind,
-                    embed, load_backbone_weights, recalibrate_batchnorm, train_byol)
+from ._byol import (AUTO_SETTINGS, BACKBONES, BYOL, augment, auto_settings, backbone_of, build_backbone, byol_loss,
+                    device_kind, embed, load_backbone_weights, recalibrate_batchnorm, train_byol)
 from ._features import filtered_tiles, image_features, pca_features
 from ._informative import IMAGE_MODES, INFORMATIVE_THRESHOLD, decide_image_mode, image_informativeness
 from ._filters import FILTERS, frequency_filter, lowpass_box_frequencies, lowpass_box_mask
@@ -35,6 +35,7 @@ __all__ = [
     "BACKBONES",
     "AUTO_SETTINGS",
     "auto_settings",
+    "backbone_of",
     "device_kind",
     "IMAGENET",
     "is_imagenet",

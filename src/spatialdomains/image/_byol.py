@@ -46,8 +46,9 @@ from .._utils import InputError, seed_everything
 from ._progress import Progress, fmt_seconds
 from ._weights import fetch_imagenet_weights, imagenet_weights, is_imagenet
 
-__all__ = ["BYOL", "BACKBONES", "AUTO_SETTINGS", "auto_settings", "build_backbone", "load_backbone_weights",
-           "byol_loss", "augment", "train_byol", "embed", "patches_to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["BYOL", "BACKBONES", "AUTO_SETTINGS", "auto_settings", "backbone_of", "build_backbone",
+           "load_backbone_weights", "byol_loss", "augment", "train_byol", "embed", "patches_to_tensor",
+           "IMAGENET_MEAN", "IMAGENET_STD"]
 
 #: torchvision ResNets and the width of their pooled representation.
 BACKBONES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
@@ -156,13 +157,8 @@ def _unwrap_state_dict(obj) -> dict:
     raise ValueError("no tensor state_dict found")
 
 
-def load_backbone_weights(model, path: str | os.PathLike, *, name: str = "backbone") -> None:
-    """Load a state_dict file into ``model`` after checking that its keys and shapes fit.
-
-    Accepts a plain state_dict or one nested under 'state_dict'/'model'; strips a 'module.' prefix and ignores
-    the classification head ('fc.*'). Raises :class:`InputError` naming the file otherwise.
-    """
-    path = Path(path)
+def _read_state_dict(path: Path) -> dict:
+    """The tensors of a weights file, without a 'module.' prefix and the classification head ('fc.*')."""
     if not path.is_file():
         raise InputError(f"weights file {path} does not exist")
     try:
@@ -172,7 +168,35 @@ def load_backbone_weights(model, path: str | os.PathLike, *, name: str = "backbo
         raise InputError(f"could not read weights file {path} as a torch state_dict: {type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''}") from err
     state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def backbone_of(path: str | os.PathLike) -> str | None:
+    """The torchvision ResNet whose tensors a weights file holds (names and shapes), or ``None``.
+
+    Lets ``backbone="auto"`` follow a staged checkpoint (``resnet50-0676ba61.pth`` -> resnet50 on any device)."""
+    import torchvision
+
+    def shapes(state: dict) -> dict:
+        return {k: tuple(v.shape) for k, v in state.items()
+                if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+
+    held = shapes(_read_state_dict(Path(path)))
+    for name in BACKBONES:
+        with torch.device("meta"):  # shapes only, nothing allocated
+            if shapes(getattr(torchvision.models, name)(weights=None).state_dict()) == held:
+                return name
+    return None
+
+
+def load_backbone_weights(model, path: str | os.PathLike, *, name: str = "backbone") -> None:
+    """Load a state_dict file into ``model`` after checking that its keys and shapes fit.
+
+    Accepts a plain state_dict or one nested under 'state_dict'/'model'; strips a 'module.' prefix and ignores
+    the classification head ('fc.*'). Raises :class:`InputError` naming the file otherwise.
+    """
+    path = Path(path)
+    state = _read_state_dict(path)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]

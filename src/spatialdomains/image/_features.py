@@ -165,7 +165,7 @@ def image_features(
     backbone, input_px, max_steps
         'auto' chooses by device (:func:`auto_settings`): the reference's resnet50 at 256 px for one epoch on a
         GPU, resnet18 at 64 px for at most 60 steps on a CPU. With ``tiles``, 'auto' ``input_px`` is the tiles'
-        side.
+        side; with a weights file, 'auto' ``backbone`` is the file's architecture.
     weights
         'imagenet' (torchvision's ImageNet weights through its cache; checked, and downloaded when online,
         before any tiling), a state_dict file, or ``None`` (random init; warns: much weaker features).
@@ -190,7 +190,7 @@ def image_features(
     ``None`` (or the copy). Writes ``obsm[key_added]`` (float32, ``(n_obs, n_components)``) and
     ``uns['spatialdomains']['image_features']`` (params as resolved, explained variance, BYOL final loss).
     """
-    from ._byol import _resolve_device, auto_settings, build_backbone, embed, recalibrate_batchnorm, train_byol
+    from ._byol import _resolve_device, auto_settings, backbone_of, build_backbone, embed, recalibrate_batchnorm, train_byol
     from ._weights import fetch_imagenet_weights, is_imagenet
 
     adata = adata.copy() if copy else adata
@@ -199,6 +199,8 @@ def image_features(
     dev = _resolve_device(device)
     if tiles is not None and input_px == "auto":
         input_px = int(tiles.shape[1])
+    if backbone == "auto" and weights is not None and not is_imagenet(weights):
+        backbone = backbone_of(weights) or "auto"  # a staged checkpoint decides the architecture
     settings = auto_settings(dev, backbone=backbone, input_px=input_px, max_steps=max_steps)
     backbone, input_px, max_steps = settings["backbone"], settings["input_px"], settings["max_steps"]
     if patch_px == "auto":

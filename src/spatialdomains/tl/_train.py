@@ -131,7 +131,7 @@ def fit_method(
     if method in IMAGE_METHODS:
         from ..image import decide_image_mode
 
-        if not decide_image_mode(adata, image_mode, n_clusters=n_domains)["use_image"] and IMAGE_FEATURES in adata.obsm:
+        if not decide_image_mode(adata, image_mode)["use_image"] and IMAGE_FEATURES in adata.obsm:
             hidden = adata.obsm.pop(IMAGE_FEATURES)  # the model sees no image; the features stay in the output
     t0 = time.perf_counter()
     try:
