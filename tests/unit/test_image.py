@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -617,6 +618,17 @@ def test_report_line_says_whether_the_image_was_used_and_why():
     assert image_use_line({"use_image": True, "reason": "image_mode=on", "slices": {}}, "a") == \
         "image used, because image_mode=on"
     assert image_use_line(None, "a") is None
+    # the report's slice table gets the line per slice when a run recorded the decision
+    from spatialdomains.report._data import Run
+    from spatialdomains.report._html import _slices_table
+
+    run = Run("staig", 0, Path("g.h5ad"), np.array(["x", "y"]), np.array(["a", "b"]), np.array(["1", "2"]),
+              np.zeros((2, 2)), info={"image_mode": decision})
+    tbl = _slices_table(["a", "b"], {"a": 1, "b": 1}, [run])
+    assert tbl["columns"] == ["slice", "spots", "H&E image (STAIG)"]
+    assert [row[2][0] for row in tbl["rows"]] == [image_use_line(decision, "a"), image_use_line(decision, "b")]
+    assert _slices_table(["a"], {"a": 1}, [Run("spotscape", 0, Path("g.h5ad"), np.array(["x"]), np.array(["a"]),
+                                               np.array(["1"]), np.zeros((1, 2)))])["columns"] == ["slice", "spots"]
 
 
 # --- CLI ----------------------------------------------------------------------------------------------
