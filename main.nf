@@ -56,7 +56,7 @@ workflow {
         parseList(params.methods),
         parseList(params.seeds).collect { seed -> seed.toInteger() },
         params.skip_images,
-        params.byol_weights ? file(params.byol_weights, checkIfExists: true) : file("${projectDir}/assets/NO_FILE"),
+        params.byol_weights && params.byol_weights != 'imagenet' ? file(params.byol_weights, checkIfExists: true) : file("${projectDir}/assets/NO_FILE"),
         ch_gmt,
         paramsToJSON(params),
         params.skip_report,
