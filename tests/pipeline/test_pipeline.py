@@ -6,6 +6,8 @@
     domains and metrics, with ARI above a floor on the synthetic truth; h5ad outputs are compared by structure;
     the group's HTML report holds every section and links its published tables; the MultiQC report lists every
     slice and every method with its metrics; pipeline_info holds the run's provenance;
+    the group's SpatialData store opens with spatialdata.read_zarr and holds the domains of every method and seed;
+    a run whose sample sheet gives SpatialData stores (written here from the demo) as data goes through;
 (c) ``-resume`` re-runs nothing; after changing one method's epochs only that method's tasks re-run;
 (d) a bad sample sheet fails in seconds with the row-level message and no task but VALIDATE;
 plus --help, the missing --input error, the unknown-parameter warning and every profile parsing.
@@ -218,6 +220,89 @@ def test_real_outputs_hold_embeddings_domains_metrics(real_run):
     for qc in sorted((outdir / "slices").glob("*/*.qc.json")):
         assert json.loads(qc.read_text()), qc
     check_snapshot("test_h5ad.json", structures)
+
+
+def test_real_spatialdata_store_holds_every_method_and_seed(real_run):
+    """<group>/<group>.zarr opens with spatialdata.read_zarr; its table holds the domains of every run."""
+    cwd, res, _ = real_run
+    assert res.returncode == 0, explain(res)
+    import anndata as ad
+    import pandas as pd
+    import spatialdata as sd
+
+    for group_dir in _group_dirs(cwd / "results"):
+        group = group_dir.name
+        runs = pd.read_csv(group_dir / f"{group}.metrics.csv")[["method", "seed"]].itertuples(index=False)
+        sdata = sd.read_zarr(group_dir / f"{group}.zarr")
+        table = sdata.tables["table"]
+        for method, seed in runs:
+            domains = table.obs[f"domain_{method}_s{seed}"]
+            clustered = ad.read_h5ad(group_dir / method / f"seed{seed}" / f"{group}_{method}_s{seed}.h5ad")
+            assert list(domains.astype(str)) == list(clustered.obs.loc[table.obs_names, f"domain_{method}"].astype(str))
+            assert table.obsm[f"X_{method}_s{seed}"].shape == clustered.obsm[f"X_{method}"].shape
+        slices = sorted(table.obs["slice"].astype(str).unique())
+        assert sorted(sdata.shapes) == [f"{s}_spots" for s in slices]
+        assert sorted(sdata.images) == [f"{s}_image" for s in slices]  # the demo's slices have H&E images
+
+
+def _spatialdata_store(h5ad: Path, image: Path, out: Path) -> Path:
+    """A demo slice as a SpatialData store laid out as spatialdata-io writes Visium: counts in the table,
+    spots as circles in 'global' (full-resolution pixels), the full-resolution H&E as an image element."""
+    import anndata as ad
+    import cv2
+    import numpy as np
+    import pandas as pd
+    import spatialdata as sd
+    from spatialdata.models import Image2DModel, ShapesModel, TableModel
+    from spatialdata.transformations import Identity
+
+    a = ad.read_h5ad(h5ad)
+    (lib,) = a.uns["spatial"]
+    radius = a.uns["spatial"][lib]["scalefactors"]["spot_diameter_fullres"] / 2
+    spots = ShapesModel.parse(np.asarray(a.obsm["spatial"], dtype=float), geometry=0, radius=np.full(a.n_obs, radius),
+                              index=np.arange(a.n_obs), transformations={"global": Identity()})
+    table = ad.AnnData(X=a.X, obs=pd.DataFrame({"truth": a.obs["truth"].to_numpy(), "region": "spots",
+                                                "location_id": np.arange(a.n_obs)}, index=a.obs_names), var=a.var[[]])
+    table.obs["region"] = table.obs["region"].astype("category")
+    table = TableModel.parse(table, region="spots", region_key="region", instance_key="location_id")
+    rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
+    he = Image2DModel.parse(rgb, dims=("y", "x", "c"), c_coords=["r", "g", "b"], transformations={"global": Identity()})
+    sd.SpatialData(images={"he_full_image": he}, shapes={"spots": spots}, tables={"table": table}).write(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def spatialdata_input_run(tmp_path_factory):
+    """The demo's two slices given as SpatialData stores (no image column: the H&E is in the store), one method."""
+    cwd = tmp_path_factory.mktemp("sdata_input")
+    lines = ["sample,group,data,platform,truth,n_domains"]
+    for i in (0, 1):
+        _spatialdata_store(DEMO / f"slice{i}.h5ad", DEMO / f"slice{i}_fullres.jpg", cwd / f"slice{i}.zarr")
+        lines.append(f"slice{i},demo,slice{i}.zarr,visium,truth,5")
+    (cwd / "sheet.csv").write_text("\n".join(lines) + "\n")
+    res = nextflow(["run", str(ROOT), "-profile", "test", "--input", "sheet.csv", "--methods", "staig",
+                    "--skip_report", "--skip_multiqc", "--outdir", "results", "-w", "work",
+                    "--trace_report_suffix", "sdata"], cwd, timeout=1800)
+    return cwd, res
+
+
+def test_spatialdata_input_runs_through_the_pipeline(spatialdata_input_run):
+    cwd, res = spatialdata_input_run
+    assert res.returncode == 0, explain(res)
+    import anndata as ad
+    import spatialdata as sd
+
+    outdir = cwd / "results"
+    valid = list(csv.DictReader((outdir / "pipeline_info/samplesheet.valid.csv").open()))
+    assert [r["has_image"].lower() for r in valid] == ["true", "true"]  # the stores' own H&E
+    counts = task_counts(read_trace(outdir / "pipeline_info/execution_trace_sdata.txt"))
+    assert counts["SPATIALDOMAINS_IMAGE_FEATURES"] == 2 and counts["SPATIALDOMAINS_TO_SPATIALDATA"] == 1
+    clustered = ad.read_h5ad(outdir / "demo/staig/seed0/demo_staig_s0.h5ad")
+    assert "X_image" in clustered.obsm and clustered.obs["slice"].nunique() == 2
+    sdata = sd.read_zarr(outdir / "demo/demo.zarr")
+    assert list(sdata.tables["table"].obs["domain_staig_s0"].astype(str)) == list(
+        clustered.obs.loc[sdata.tables["table"].obs_names, "domain_staig"].astype(str))
+    assert sorted(sdata.images) == ["slice0_image", "slice1_image"]
 
 
 REPORT_SECTIONS = ("summary", "qc", "metrics", "maps", "umap", "loss", "stability", "comparison", "consensus", "deg",

@@ -5,7 +5,7 @@ Each subcommand lives in a topic module (``_data.py``, ``_methods.py``, ...) tha
 """
 
 from ._base import main  # noqa: F401
-from . import _data  # noqa: F401  (registers validate-samplesheet, read, qc, prepare, simulate, evaluate)
+from . import _data  # noqa: F401  (registers validate-samplesheet, read, qc, prepare, simulate, evaluate, to-spatialdata)
 
 for _optional in ("_methods", "_image", "_analysis"):
     try:

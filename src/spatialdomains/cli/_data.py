@@ -1,4 +1,4 @@
-"""Data subcommands: validate-samplesheet, read, qc, prepare, simulate, evaluate."""
+"""Data subcommands: validate-samplesheet, read, qc, prepare, simulate, evaluate, to-spatialdata."""
 
 from __future__ import annotations
 
@@ -164,3 +164,25 @@ def evaluate_cmd(input_path: Path, output: Path, method: str, truth_key: str, ba
     slices = [str(c) for c in adata.obs[batch_key].astype("category").cat.categories] if batch_key in adata.obs else []
     metrics.update(method=method, seed=train_info.get("seed"), group=group or "+".join(slices), slices=slices)
     write_json_atomic(output, metrics)
+
+
+@main.command("to-spatialdata")
+@click.option("--clustered", "clustered", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, required=True,
+              help="A clustered .h5ad of the group (repeat for every method and seed).")
+@click.option("--image", "images", multiple=True, metavar="SLICE=PATH",
+              help="Full-resolution H&E of a slice (repeat per slice); else the slice's uns['spatial'] image.")
+@click.option("--output", "-o", "output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="SpatialData store to write (<group>.zarr; written to a temporary store, then renamed).")
+@threads_option
+def to_spatialdata_cmd(clustered: tuple[Path, ...], images: tuple[str, ...], output: Path) -> None:
+    """Write a group's domains (every method and seed), embeddings, spots and H&E as one SpatialData store."""
+    from ..io import write_group_spatialdata
+
+    pairs = {}
+    for item in images:
+        slice_id, sep, path = item.partition("=")
+        if not sep or not slice_id or not path:
+            raise click.BadParameter(f"{item!r}: expected SLICE=PATH", param_hint="--image")
+        pairs[slice_id] = Path(path)
+    write_group_spatialdata(clustered, output, images=pairs)

@@ -30,6 +30,8 @@ def method_options(f):
     f = click.option("--n-domains", type=click.IntRange(min=2), default=None,
                      help="Number of domains (else chosen by silhouette).")(f)
     f = click.option("--deterministic", is_flag=True, help="torch deterministic algorithms (slower on GPU).")(f)
+    f = click.option("--image-mode", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+                     help="STAIG and obsm['X_image']: auto = only if every slice's image carries its domains.")(f)
     return f
 
 
@@ -83,7 +85,7 @@ def methods_cmd() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @threads_option
 def train_cmd(input_path: Path, output: Path, method: str, n_domains, seed, device, epochs, lr, params, deterministic,
-              loss_csv, checkpoint, checkpoint_every, resume, no_progress) -> None:
+              image_mode, loss_csv, checkpoint, checkpoint_every, resume, no_progress) -> None:
     """Train a method on a prepared group and write its embedding."""
     import anndata as ad
 
@@ -93,7 +95,7 @@ def train_cmd(input_path: Path, output: Path, method: str, n_domains, seed, devi
     adata = ad.read_h5ad(input_path)
     result = fit_method(adata, method, seed=seed, device=device, n_domains=n_domains, checkpoint=checkpoint,
                         checkpoint_every=checkpoint_every, resume=resume, deterministic=deterministic,
-                        progress=not no_progress, **_config(epochs, lr, params))
+                        progress=not no_progress, image_mode=image_mode, **_config(epochs, lr, params))
     if loss_csv:
         write_csv_atomic(result.history, loss_csv, index=False)
     write_h5ad_atomic(adata, output)
@@ -152,7 +154,7 @@ def cluster_cmd(input_path: Path, output: Path, method: str, n_domains, algorith
 @method_options
 @threads_option
 def domains_cmd(inputs, method, output, metrics_path, truth_key, platform, algorithm, refine, n_domains, seed,
-                device, epochs, lr, params, deterministic) -> None:
+                device, epochs, lr, params, deterministic, image_mode) -> None:
     """One shot: prepare -> train -> cluster -> evaluate on one or several raw slices (.h5ad)."""
     import anndata as ad
     import numpy as np
@@ -177,7 +179,7 @@ def domains_cmd(inputs, method, output, metrics_path, truth_key, platform, algor
         platform = "visium" if all("array_row" in a.obs for a in slices) else "other"
     adata, metrics = domains(slices, method, n_domains=n_domains, seed=seed, device=device, platform=platform,
                              cluster_method=algorithm, refine=refine, deterministic=deterministic,
-                             **_config(epochs, lr, params))
+                             image_mode=image_mode, **_config(epochs, lr, params))
     write_json_atomic(metrics_path, metrics)
     write_h5ad_atomic(adata, output)
     shown = {k: round(v, 4) for k, v in metrics.items() if k in ("ari", "nmi", "silhouette") and v is not None

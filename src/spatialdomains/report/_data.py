@@ -154,6 +154,7 @@ def load_runs(path: str | os.PathLike, methods: Sequence[str] | None = None) -> 
                 "refine": clus.get("refine"),
                 "train_seconds": train.get("train_seconds"),
                 "device": train.get("device"),
+                "image_mode": uns.get("image_mode"),  # whether training used the image, per slice and why
             }
             runs.append(Run(method=m, seed=int(seed), path=path, obs_names=obs.index.astype(str).to_numpy(),
                             slices=slices, domains=obs[domain_key(m)].astype(str).to_numpy(), spatial=spatial,

@@ -276,8 +276,7 @@ def report(
             ("seeds per method", ", ".join(f"{m}: {len(rs)}" for m, rs in by_method.items())),
             ("ground truth", "yes" if truth is not None else "no"),
         ],
-        "slices": table(["slice", "spots"], [[s, n_spots[s]] for s in slice_ids], tid="tbl-slices",
-                        searchable=False),
+        "slices": _slices_table(slice_ids, n_spots, runs),
         "runs": table(
             ["method", "seed", "domains", "clustering", "K chosen by", "train s", "device", "file"],
             [[r.method, r.seed, len(set(r.domains)), r.info.get("backend"), r.info.get("k_selection"),
@@ -443,6 +442,28 @@ def report(
     write_text_atomic(output, html_text)
     logg.info(f"    finished: {output} ({len(html_text.encode()) / 1e6:.2f} MB)", time=start)
     return output
+
+
+def image_use_line(decision: Mapping[str, Any] | None, slice_id: str) -> str | None:
+    """"image used / not used, because ..." for one slice from ``uns['spatialdomains']['image_mode']``."""
+    if not decision:
+        return None
+    per = dict(decision.get("slices") or {}).get(slice_id) or {}
+    used = "image used" if decision.get("use_image") else "image not used"
+    why = per.get("reason") or decision.get("reason") or ""
+    if per.get("reason") and decision.get("reason") and per["reason"] != decision["reason"]:
+        why = f"{per['reason']}; {decision['reason']}"  # e.g. this slice is informative, another one is not
+    return f"{used}, because {why}" if why else used
+
+
+def _slices_table(slice_ids: Sequence[str], n_spots: Mapping[str, int], runs: Sequence[Run]):
+    """Spots per slice, and whether the image-aware method (STAIG) trained with each slice's image."""
+    decision = next((r.info.get("image_mode") for r in runs if r.info.get("image_mode")), None)
+    if decision is None:
+        return table(["slice", "spots"], [[s, n_spots[s]] for s in slice_ids], tid="tbl-slices", searchable=False)
+    return table(["slice", "spots", "H&E image (STAIG)"],
+                 [[s, n_spots[s], image_use_line(decision, s)] for s in slice_ids], tid="tbl-slices",
+                 searchable=False, numeric=[False, True, False])
 
 
 def render(ctx: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _logging as logg
-from .._constants import SLICE_KEY, embedding_key
+from .._constants import IMAGE_FEATURES, SLICE_KEY, embedding_key
 from .._utils import InputError, record
 
 
@@ -62,6 +62,10 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
     return text
 
 
+#: Methods that read ``obsm['X_image']``; ``image_mode`` decides whether they see it.
+IMAGE_METHODS = ("staig",)
+
+
 def train(adata, method: str, *, copy: bool = False, **kwargs):
     """Train ``method`` on a prepared group and store its embedding (scanpy style).
 
@@ -72,8 +76,8 @@ def train(adata, method: str, *, copy: bool = False, **kwargs):
     method
         A name from :data:`spatialdomains.models.METHODS`.
     **kwargs
-        ``seed``, ``device``, ``n_domains``, checkpoint options, and overrides of the method's config
-        dataclass (e.g. ``epochs=200``); see :func:`fit_method`.
+        ``seed``, ``device``, ``n_domains``, ``image_mode``, checkpoint options, and overrides of the method's
+        config dataclass (e.g. ``epochs=200``); see :func:`fit_method`.
 
     Returns
     -------
@@ -99,9 +103,15 @@ def fit_method(
     deterministic: bool = False,
     progress: bool = True,
     key_added: str | None = None,
+    image_mode: str = "auto",
     **config,
 ):
-    """Train ``method`` on ``adata`` in place, write its slots (see :func:`train`) and return the FitResult."""
+    """Train ``method`` on ``adata`` in place, write its slots (see :func:`train`) and return the FitResult.
+
+    ``image_mode`` ('auto', 'on', 'off'), for methods that read ``obsm['X_image']`` (STAIG): 'auto' trains with
+    the image features only if every slice's image carries its domains
+    (:func:`spatialdomains.image.decide_image_mode`, recorded in ``uns['spatialdomains']['image_mode']``).
+    """
     from ..models import get_method
     from .._utils import seed_everything
     from ..train import TrainOptions
@@ -117,8 +127,18 @@ def fit_method(
                            checkpoint_every=checkpoint_every, resume=resume, progress=progress)
     start = logg.info(f"training {method} on {adata.n_obs} spots x {adata.n_vars} features "
                       f"({adata.obs[SLICE_KEY].nunique() if SLICE_KEY in adata.obs else 1} slice(s)), seed {seed}")
+    hidden = None
+    if method in IMAGE_METHODS:
+        from ..image import decide_image_mode
+
+        if not decide_image_mode(adata, image_mode)["use_image"] and IMAGE_FEATURES in adata.obsm:
+            hidden = adata.obsm.pop(IMAGE_FEATURES)  # the model sees no image; the features stay in the output
     t0 = time.perf_counter()
-    result = spec.fit(adata, config=cfg, device=device, seed=seed, n_domains=n_domains, train_options=options)
+    try:
+        result = spec.fit(adata, config=cfg, device=device, seed=seed, n_domains=n_domains, train_options=options)
+    finally:
+        if hidden is not None:
+            adata.obsm[IMAGE_FEATURES] = hidden
     seconds = time.perf_counter() - t0
     key = key_added or embedding_key(method)
     adata.obsm[key] = np.asarray(result.embedding, dtype=np.float32)
