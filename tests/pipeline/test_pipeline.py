@@ -418,6 +418,7 @@ def test_resume_after_changing_one_method_reruns_only_that_method(real_run):
         ("SPATIALDOMAINS_ANALYSE", f"{group}_staig_s0"),
         ("SPATIALDOMAINS_COLLECT_METRICS", group),
         ("SPATIALDOMAINS_REPORT", group),      # its run summary shows the parameters
+        ("SPATIALDOMAINS_TO_SPATIALDATA", group),   # the store holds the staig domains
         ("SPATIALDOMAINS_MULTIQC_CONTENT", "run"),
         ("MULTIQC", multiqc[0] if multiqc else "?"),
     ]), rerun
