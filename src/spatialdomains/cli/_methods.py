@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._base import input_option, main, output_option, threads_option
+from ._base import input_option, main, output_option, read_slices, threads_option
 
 
 def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
@@ -155,25 +155,18 @@ def cluster_cmd(input_path: Path, output: Path, method: str, n_domains, algorith
 def domains_cmd(inputs, method, output, metrics_path, truth_key, platform, algorithm, refine, n_domains, seed,
                 device, epochs, lr, params, deterministic) -> None:
     """One shot: prepare -> train -> cluster -> evaluate on one or several raw slices (.h5ad)."""
-    import anndata as ad
     import numpy as np
 
-    from .._constants import SLICE_KEY, SPATIAL, TRUTH_KEY
+    from .._constants import TRUTH_KEY
     from .._utils import InputError, write_h5ad_atomic, write_json_atomic
     from ..tl import domains
 
-    slices = []
-    for path in inputs:
-        a = ad.read_h5ad(path)
-        if SPATIAL not in a.obsm:
-            raise InputError(f"{path}: obsm['spatial'] is missing")
-        if SLICE_KEY not in a.obs:
-            a.obs[SLICE_KEY] = path.stem
+    slices = read_slices(inputs, slice_from_file_name=True)
+    for path, a in zip(inputs, slices):
         if truth_key != TRUTH_KEY and truth_key in a.obs:
             a.obs[TRUTH_KEY] = a.obs[truth_key]
         elif truth_key not in a.obs and truth_key != TRUTH_KEY:
             raise InputError(f"{path}: truth column obs['{truth_key}'] not found")
-        slices.append(a)
     if platform is None:
         platform = "visium" if all("array_row" in a.obs for a in slices) else "other"
     adata, metrics = domains(slices, method, n_domains=n_domains, random_state=seed, device=device, platform=platform,
