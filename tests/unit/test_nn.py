@@ -197,3 +197,31 @@ def test_partition_covers_every_node_once_and_batches_resume():
     again = SpatialBatchSampler(adj, 200, part_size=60, random_state=0)
     again.load_state_dict(state)
     assert all(np.array_equal(a, np.concatenate(again.seed_batches())) for a in after)
+
+
+@pytest.mark.parametrize("kind", ["full", "mini"])
+def test_batches_give_rows_views_and_seeds(kind):
+    from spatialdomains.nn import FullBatch, MiniBatches
+
+    rng = np.random.default_rng(4)
+    adj = to_csr(knn_edges(rng.random((240, 2)), 5), 240)
+    x = rng.random((240, 9)).astype(np.float32)
+    if kind == "full":
+        batches = FullBatch(x, adj, None, drops=(0.2, 0.2))
+    else:
+        batches = MiniBatches(x, SpatialBatchSampler(adj, 100, random_state=1), None, drops=(0.2, 0.2))
+    assert len(batches) == (1 if kind == "full" else 3)
+    torch.manual_seed(0)
+    seen = []
+    for index in range(len(batches)):
+        b = batches.batch(0, index)
+        rows = np.arange(240) if b.nodes is None else b.nodes.numpy()
+        np.testing.assert_array_equal(b.features.x.numpy(), x[rows])  # row r of the batch is node rows[r]
+        assert len(b.views) == 2 and b.n_seeds <= len(rows)
+        for ei, w in b.views:  # normalised views with one self loop per row
+            assert ei.shape[1] == w.shape[0] and int(ei.max()) < len(rows)
+            assert int((ei[0] == ei[1]).sum()) == len(rows)
+        sq, colsum = b.stats
+        assert float(sq) == pytest.approx(float((x[rows[: b.n_seeds]].astype(np.float64) ** 2).sum()))
+        seen.append(rows[: b.n_seeds])
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(240))  # every node a seed once
