@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from . import _logging as logg
+from ._compat import renamed_kwarg
 from ._constants import SLICE_KEY, SPATIAL, UNS_KEY, domain_key
 from ._utils import InputError, record
 from .metrics import DEFAULT_MAX_N, silhouette
@@ -34,8 +35,9 @@ __all__ = [
     "cluster",
 ]
 
-Method = Literal["mclust", "gmm", "kmeans", "leiden"]
-METHODS: tuple[str, ...] = ("mclust", "gmm", "kmeans", "leiden")
+Algorithm = Literal["mclust", "gmm", "kmeans", "leiden"]
+#: Clustering algorithms of :func:`cluster` (``models.METHODS`` lists the embedding methods)
+ALGORITHMS: tuple[str, ...] = ("mclust", "gmm", "kmeans", "leiden")
 DEFAULT_SEED = 2023  #: STAIG's R seed for mclust
 DEFAULT_MAX_FIT = 20_000  #: above this many spots mclust is fitted on a subsample and predicts the rest
 FALLBACK_BACKEND = "gmm_tied_fallback"
@@ -120,12 +122,13 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
+@renamed_kwarg("seed", "random_state")
 def mclust(
     embedding: Any,
     n_clusters: int,
     *,
     model: str = "EEE",
-    seed: int = DEFAULT_SEED,
+    random_state: int = DEFAULT_SEED,
     max_fit: int | None = DEFAULT_MAX_FIT,
 ) -> np.ndarray:
     """Gaussian mixture clustering with R ``mclust::Mclust`` (STAIG's clustering, spec A9).
@@ -139,11 +142,11 @@ def mclust(
     model
         mclust covariance model; ``"EEE"`` = one full covariance shared by all components. With ``d = 1``
         a multivariate name is replaced by its univariate counterpart (``"EEE"`` -> ``"E"``).
-    seed
+    random_state
         R seed, set right before the fit (mclust draws a random subset for its hierarchical start).
     max_fit
         With more spots than this, the mixture is fitted on a uniform subsample of ``max_fit`` spots
-        (numpy seed ``seed``) and every spot is then classified with ``predict.Mclust`` (spec D3); this
+        (numpy seed ``random_state``) and every spot is then classified with ``predict.Mclust`` (spec D3); this
         bounds the EM cost (about 45 s for 20,000 x 64 with G = 7). ``None`` fits on every spot.
 
     Returns
@@ -176,14 +179,14 @@ def mclust(
         logg.warning(f"mclust: 1-D embedding, using univariate model {model[0]!r} instead of {model!r}")
         model = model[0]
     if max_fit is not None and n > max_fit:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(random_state)
         fit_idx = np.sort(rng.choice(n, size=int(max_fit), replace=False))
         logg.info(f"mclust: fitting on {max_fit} of {n} spots, predicting the rest")
     else:
         fit_idx = np.arange(n)
     fn = _mclust_fn()
     with localconverter(default_converter + numpy2ri.converter):
-        res = fn(X, int(n_clusters), model, int(seed), (fit_idx + 1).astype(np.int32))
+        res = fn(X, int(n_clusters), model, int(random_state), (fit_idx + 1).astype(np.int32))
     if isinstance(res, np.ndarray) and res.dtype.kind in "iuf":
         labels = np.asarray(res).reshape(-1)
         if labels.shape[0] != n:
@@ -198,7 +201,8 @@ def mclust(
     )
 
 
-def gmm_tied(embedding: Any, n_clusters: int, *, seed: int = DEFAULT_SEED) -> np.ndarray:
+@renamed_kwarg("seed", "random_state")
+def gmm_tied(embedding: Any, n_clusters: int, *, random_state: int = DEFAULT_SEED) -> np.ndarray:
     """Gaussian mixture with one shared full covariance (the EEE model), initialised from k-means.
 
     The Python stand-in for :func:`mclust` when R is unavailable; mclust starts EM from hierarchical
@@ -212,30 +216,59 @@ def gmm_tied(embedding: Any, n_clusters: int, *, seed: int = DEFAULT_SEED) -> np
 
     X = _check_embedding(embedding, n_clusters)
     gmm = GaussianMixture(
-        n_components=int(n_clusters), covariance_type="tied", init_params="kmeans", random_state=seed
+        n_components=int(n_clusters), covariance_type="tied", init_params="kmeans", random_state=random_state
     )
     return _relabel(gmm.fit_predict(X))
 
 
-def kmeans(embedding: Any, n_clusters: int, *, seed: int = DEFAULT_SEED, n_init: int = 10) -> np.ndarray:
-    """k-means with ``n_init`` restarts (Spotscape's evaluation clustering, spec B7).
+@renamed_kwarg("seed", "random_state")
+def kmeans(
+    embedding: Any,
+    n_clusters: int,
+    *,
+    random_state: int = DEFAULT_SEED,
+    n_init: int = 10,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """k-means with ``n_init`` restarts (Spotscape's evaluation clustering, spec B7; STAIG's DS pseudo-labels).
+
+    The one scikit-learn k-means of the package; :func:`spatialdomains.nn.kmeans_prototypes` is the
+    on-device one used inside Spotscape's training steps.
+
+    Parameters
+    ----------
+    embedding
+        ``(N, d)`` array (computed in float64).
+    n_clusters
+        K.
+    random_state
+        Seed of the initialisation.
+    n_init
+        Restarts; the best inertia wins.
+    batch_size
+        Use ``MiniBatchKMeans`` with mini-batches of this size (for very many spots).
 
     Returns
     -------
     Labels ``0..K-1`` (int64).
     """
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans, MiniBatchKMeans
 
     X = _check_embedding(embedding, n_clusters)
-    km = KMeans(n_clusters=int(n_clusters), n_init=n_init, random_state=seed)
+    if batch_size:
+        km = MiniBatchKMeans(n_clusters=int(n_clusters), n_init=n_init, random_state=random_state,
+                             batch_size=int(batch_size))
+    else:
+        km = KMeans(n_clusters=int(n_clusters), n_init=n_init, random_state=random_state)
     return _relabel(km.fit_predict(X))
 
 
+@renamed_kwarg("seed", "random_state")
 def leiden(
     embedding: Any,
     resolution: float = 1.0,
     *,
-    seed: int = DEFAULT_SEED,
+    random_state: int = DEFAULT_SEED,
     n_neighbors: int = 15,
     neighbors_method: Literal["umap", "gauss"] = "umap",
 ) -> np.ndarray:
@@ -247,7 +280,7 @@ def leiden(
         Embedding ``(N, d)``.
     resolution
         Leiden resolution; higher gives more communities.
-    seed
+    random_state
         Seed of the neighbour search and of Leiden.
     n_neighbors
         Neighbours per spot in the graph.
@@ -270,10 +303,10 @@ def leiden(
         n_neighbors=min(n_neighbors, X.shape[0] - 1),
         use_rep="X_emb",
         method=neighbors_method,
-        random_state=seed,
+        random_state=random_state,
     )
     sc.tl.leiden(
-        tmp, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed
+        tmp, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=random_state
     )
     return _relabel(tmp.obs["leiden"].astype(int).to_numpy())
 
@@ -349,13 +382,13 @@ _K_METHODS = {"mclust": mclust, "gmm": gmm_tied, "kmeans": kmeans}
 
 
 def _select_k(
-    X: np.ndarray, ks: list[int], fit: Callable[[np.ndarray, int], np.ndarray], seed: int, max_n: int | None
+    X: np.ndarray, ks: list[int], fit: Callable[[np.ndarray, int], np.ndarray], random_state: int, max_n: int | None
 ) -> tuple[int, pd.DataFrame, np.ndarray]:
     """Fit every K in ``ks``; return the best K by silhouette, the score table and the best labels."""
     rows, best_labels, best = [], None, (-np.inf, None)
     for k in ks:
         labels = fit(X, k)
-        score = silhouette(X, labels, max_n=max_n, seed=seed)
+        score = silhouette(X, labels, max_n=max_n, random_state=random_state)
         rows.append({"n_clusters": k, "silhouette": score})
         logg.debug(f"choose_n_clusters: K={k} silhouette={score:.4f}")
         if np.isfinite(score) and score > best[0]:
@@ -366,12 +399,13 @@ def _select_k(
     return int(best[1]), table, best_labels
 
 
+@renamed_kwarg("seed", "random_state")
 def choose_n_clusters(
     embedding: Any,
     k_range: Iterable[int] = range(5, 16),
     *,
     method: str = "kmeans",
-    seed: int = DEFAULT_SEED,
+    random_state: int = DEFAULT_SEED,
     max_n: int | None = DEFAULT_MAX_N,
 ) -> tuple[int, pd.DataFrame]:
     """Number of clusters with the highest mean silhouette (the paper's rule for unlabelled data).
@@ -384,7 +418,7 @@ def choose_n_clusters(
         Candidate numbers of clusters.
     method
         Clustering run for each K: ``"mclust"``, ``"gmm"`` or ``"kmeans"``.
-    seed
+    random_state
         Seed of the clustering and of the silhouette subsample.
     max_n
         Silhouette subsample size (see :func:`spatialdomains.metrics.silhouette`).
@@ -399,7 +433,8 @@ def choose_n_clusters(
     ks = sorted({int(k) for k in k_range})
     if not ks or ks[0] < 2 or ks[-1] > X.shape[0] - 1:
         raise InputError(f"k_range {ks}: every K must lie in [2, {X.shape[0] - 1}]")
-    k, table, _ = _select_k(X, ks, functools.partial(_K_METHODS[method], seed=seed), seed, max_n)
+    k, table, _ = _select_k(X, ks, functools.partial(_K_METHODS[method], random_state=random_state), random_state,
+                            max_n)
     return k, table
 
 
@@ -407,19 +442,20 @@ def _name_from_rep(use_rep: str) -> str:
     return use_rep[2:] if use_rep.startswith("X_") else use_rep
 
 
+@renamed_kwarg("seed", "random_state")
 def cluster(
     adata,
     n_clusters: int | None = None,
     *,
     use_rep: str = "X_staig",
-    method: Method = "mclust",
+    method: Algorithm = "mclust",
     refine: bool = False,
     refine_n_neighbors: int = 15,
     resolution: float = 1.0,
     key_added: str | None = None,
     k_range: tuple[int, int] | Iterable[int] = (5, 15),
     max_fit: int | None = DEFAULT_MAX_FIT,
-    seed: int = DEFAULT_SEED,
+    random_state: int = DEFAULT_SEED,
     copy: bool = False,
 ):
     """Spatial domains from an embedding in ``obsm[use_rep]``.
@@ -448,7 +484,7 @@ def cluster(
         ``(low, high)`` inclusive bounds, or an iterable of candidate K, for the silhouette search.
     max_fit
         Subsample size above which mclust fits on a subsample (see :func:`mclust`).
-    seed
+    random_state
         Seed of the clustering (the R seed for mclust).
     copy
         Return a modified copy instead of writing into ``adata``.
@@ -462,8 +498,8 @@ def cluster(
     (``argument`` / ``silhouette`` / ``resolution``), ``silhouette_scores`` when K was searched, and a
     ``warning`` when the fallback ran.
     """
-    if method not in METHODS:
-        raise InputError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if method not in ALGORITHMS:
+        raise InputError(f"method must be one of {list(ALGORITHMS)}, got {method!r}")
     if use_rep not in adata.obsm:
         raise InputError(f"obsm[{use_rep!r}] not found; available: {sorted(adata.obsm.keys())}")
     if refine and SPATIAL not in adata.obsm:
@@ -488,22 +524,22 @@ def cluster(
     if backend == "mclust":
         def fit(emb, k):
             try:
-                return mclust(emb, k, seed=seed, max_fit=max_fit)
+                return mclust(emb, k, random_state=random_state, max_fit=max_fit)
             except RuntimeError as err:
                 if "no fit" not in str(err):
                     raise
                 # A degenerate embedding for EEE at this K: keep the run going, and say so in uns.
                 fallbacks.append(f"K={k}: {err}; used the tied-covariance GMM instead")
                 logg.warning(fallbacks[-1])
-                return gmm_tied(emb, k, seed=seed)
+                return gmm_tied(emb, k, random_state=random_state)
     elif backend in (FALLBACK_BACKEND, "gmm"):
-        fit = functools.partial(gmm_tied, seed=seed)
+        fit = functools.partial(gmm_tied, random_state=random_state)
     else:
-        fit = functools.partial(kmeans, seed=seed)
+        fit = functools.partial(kmeans, random_state=random_state)
 
     scores = None
     if method == "leiden":
-        labels = leiden(X, resolution, seed=seed)
+        labels = leiden(X, resolution, random_state=random_state)
         k_selection = "resolution"
     elif n_clusters is None:
         if isinstance(k_range, tuple) and len(k_range) == 2:
@@ -512,7 +548,7 @@ def cluster(
             ks = sorted({int(k) for k in k_range})
         if not ks or ks[0] < 2 or ks[-1] > X.shape[0] - 1:
             raise InputError(f"k_range {ks}: every K must lie in [2, {X.shape[0] - 1}]")
-        n_clusters, table, labels = _select_k(X, ks, fit, seed, DEFAULT_MAX_N)
+        n_clusters, table, labels = _select_k(X, ks, fit, random_state, DEFAULT_MAX_N)
         scores = {int(r.n_clusters): float(r.silhouette) for r in table.itertuples()}
         k_selection = "silhouette"
         logg.info(f"    chose {n_clusters} domains by silhouette")
@@ -549,9 +585,18 @@ def cluster(
             "refine": refine,
             "refine_n_neighbors": refine_n_neighbors if refine else None,
             "key_added": key_added,
-            "seed": seed,
+            "seed": random_state,  # the run's seed, as the training step records it
         },
     )
     logg.info("    finished", time=start, deep=f"added obs[{key_added!r}], uns[{UNS_KEY!r}][{step!r}]")
     return adata if copy else None
 
+
+def __getattr__(name: str):
+    if name == "METHODS":  # renamed in 0.2: ``models.METHODS`` is the list of embedding methods
+        import warnings
+
+        warnings.warn("spatialdomains.cluster.METHODS is deprecated; use cluster.ALGORITHMS", FutureWarning,
+                      stacklevel=2)
+        return ALGORITHMS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

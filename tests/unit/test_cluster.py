@@ -46,11 +46,11 @@ def _adata(X: np.ndarray) -> ad.AnnData:
 @pytest.mark.parametrize("d", [2, 5, 12])
 def test_mclust_recovers_blobs_and_is_reproducible(d):
     X, y = _blobs(120, 3, d, seed=d)
-    a = cl.mclust(X, 3, seed=7)
+    a = cl.mclust(X, 3, random_state=7)
     assert a.shape == (360,) and a.dtype == np.int64
     assert set(np.unique(a)) == {0, 1, 2}
     assert adjusted_rand_score(y, a) > 0.95
-    np.testing.assert_array_equal(a, cl.mclust(X, 3, seed=7))
+    np.testing.assert_array_equal(a, cl.mclust(X, 3, random_state=7))
 
 
 @pytest.mark.r
@@ -113,22 +113,22 @@ def test_mclust_bad_input():
 @pytest.mark.parametrize("fn", [cl.gmm_tied, cl.kmeans])
 def test_python_clusterers_recover_blobs(fn, blobs4):
     X, y = blobs4
-    labels = fn(X, 4, seed=0)
+    labels = fn(X, 4, random_state=0)
     assert adjusted_rand_score(y, labels) > 0.95
-    np.testing.assert_array_equal(labels, fn(X, 4, seed=0))
+    np.testing.assert_array_equal(labels, fn(X, 4, random_state=0))
 
 
 def test_leiden_recovers_blobs(blobs4):
     X, y = blobs4
-    labels = cl.leiden(X, 0.3, seed=0, neighbors_method="gauss")
+    labels = cl.leiden(X, 0.3, random_state=0, neighbors_method="gauss")
     assert adjusted_rand_score(y, labels) > 0.95
-    np.testing.assert_array_equal(labels, cl.leiden(X, 0.3, seed=0, neighbors_method="gauss"))
+    np.testing.assert_array_equal(labels, cl.leiden(X, 0.3, random_state=0, neighbors_method="gauss"))
 
 
 @pytest.mark.slow
 def test_leiden_default_umap_graph(blobs4):
     X, y = blobs4  # scanpy's default UMAP weights: numba compiles on first use (~20 s)
-    assert adjusted_rand_score(y, cl.leiden(X, 0.3, seed=0)) > 0.95
+    assert adjusted_rand_score(y, cl.leiden(X, 0.3, random_state=0)) > 0.95
 
 
 # --- refinement ----------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_refine_never_crosses_slices():
 
 def test_choose_n_clusters_finds_four(blobs4):
     X, _ = blobs4
-    k, table = cl.choose_n_clusters(X, range(2, 8), method="kmeans", seed=0)
+    k, table = cl.choose_n_clusters(X, range(2, 8), method="kmeans", random_state=0)
     assert k == 4
     assert list(table["n_clusters"]) == list(range(2, 8))
     assert table.loc[table["silhouette"].idxmax(), "n_clusters"] == 4
@@ -186,8 +186,9 @@ def test_choose_n_clusters_finds_four(blobs4):
 def test_cluster_writes_obs_and_uns(blobs4):
     X, y = blobs4
     adata = _adata(X)
-    out = cl.cluster(adata, 4, method="kmeans", seed=0)
+    out = cl.cluster(adata, 4, method="kmeans", random_state=0)
     assert out is None
+    assert adata.uns["spatialdomains"]["cluster_staig"]["seed"] == 0
     labels = adata.obs["domain_staig"]
     assert isinstance(labels.dtype, pd.CategoricalDtype)
     assert list(labels.cat.categories) == ["0", "1", "2", "3"]
@@ -252,7 +253,7 @@ def test_mclust_ignores_constant_dimensions():
     truth = np.repeat([0, 1, 2], 100)
     from sklearn.metrics import adjusted_rand_score
 
-    assert adjusted_rand_score(truth, mclust(X, 3, seed=1)) > 0.9
+    assert adjusted_rand_score(truth, mclust(X, 3, random_state=1)) > 0.9
 
 
 def test_cluster_falls_back_when_mclust_finds_no_fit(monkeypatch):
@@ -296,3 +297,23 @@ subprocess.run([sys.executable, "-c", "import ssl"], check=True)
     env = {k: v for k, v in __import__("os").environ.items() if k != "LD_LIBRARY_PATH"}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_seed_keyword_and_cluster_methods_still_work_with_a_warning(blobs4):
+    """Renamed in 0.2 (``random_state`` as in scanpy; ``ALGORITHMS`` vs the registry's ``models.METHODS``)."""
+    X, _ = blobs4
+    with pytest.warns(FutureWarning, match="seed=.*random_state"):
+        old = cl.kmeans(X, 4, seed=3)
+    np.testing.assert_array_equal(old, cl.kmeans(X, 4, random_state=3))
+    with pytest.raises(TypeError, match="both"):
+        cl.kmeans(X, 4, seed=3, random_state=3)
+    with pytest.warns(FutureWarning, match="ALGORITHMS"):
+        assert cl.METHODS == cl.ALGORITHMS == ("mclust", "gmm", "kmeans", "leiden")
+
+
+def test_kmeans_minibatch_and_single_start(blobs4):
+    """The paths STAIG's DS pseudo-labels use (one start; mini-batches above 200k spots)."""
+    X, y = blobs4
+    assert adjusted_rand_score(y, cl.kmeans(X, 4, random_state=0, n_init=1)) > 0.95
+    mb = cl.kmeans(X, 4, random_state=0, n_init=3, batch_size=64)
+    assert adjusted_rand_score(y, mb) > 0.95 and mb.dtype == np.int64

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._base import input_option, main, output_option, threads_option
+from ._base import input_option, main, output_option, read_slices, threads_option
 
 
 @main.command("validate-samplesheet")
@@ -92,23 +92,11 @@ def qc_cmd(input_path: Path, output: Path, qc_json: Path, min_counts: int, min_g
 def prepare_cmd(inputs: tuple[Path, ...], output: Path, method: str, platform: str, n_top_genes, hvg_flavor, scale,
                 graph_kind, graph_k, graph_radius) -> None:
     """HVGs per slice and their intersection, normalisation, block-diagonal spatial graph."""
-    import anndata as ad
-
     from ..models import get_method
     from ..pp import prepare_group
     from .._utils import write_h5ad_atomic
 
-    from .._constants import SLICE_KEY, SPATIAL
-    from .._utils import InputError
-
-    slices = []
-    for p in inputs:
-        a = ad.read_h5ad(p)
-        if SPATIAL not in a.obsm:
-            raise InputError(f"{p}: obsm['spatial'] is missing (spot coordinates are needed for the graph)")
-        if SLICE_KEY not in a.obs:
-            raise InputError(f"{p}: obs['slice'] is missing; create inputs with `spatialdomains read`")
-        slices.append(a)
+    slices = read_slices(inputs)
     spec = get_method(method)
     recipe = spec.prep_for(len(slices)).replace(n_top_genes=n_top_genes, hvg_flavor=hvg_flavor, scale=scale)
     adata = prepare_group(slices, recipe, platform=platform, graph_kind=graph_kind, graph_k=graph_k,

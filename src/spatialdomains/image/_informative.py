@@ -89,7 +89,7 @@ def _expression(adata, idx: np.ndarray, seed: int) -> np.ndarray:
     return PCA(q, random_state=seed).fit_transform(x - x.mean(0))
 
 
-def image_informativeness(adata, *, key: str = IMAGE_FEATURES, seed: int = 0) -> dict[str, dict]:
+def image_informativeness(adata, *, key: str = IMAGE_FEATURES, random_state: int = 0) -> dict[str, dict]:
     """Per slice (``obs['slice']``, or one), the domain-scale Moran's I of image and expression and their ratio.
 
     Returns ``{slice: {"statistic": ratio, "moran_image", "moran_expression", "n_pairs", "n_spots"}}`` (see the
@@ -117,14 +117,14 @@ def image_informativeness(adata, *, key: str = IMAGE_FEATURES, seed: int = 0) ->
         smooth = adj + sp.identity(len(idx), format="csr")
         smooth = sp.diags(1.0 / np.asarray(smooth.sum(1)).ravel()) @ smooth
         i_img = moran_far(img, w)
-        i_expr = moran_far(smooth @ _expression(adata, idx, seed), w)
+        i_expr = moran_far(smooth @ _expression(adata, idx, random_state), w)
         out[str(s)] = {"statistic": i_img / max(i_expr, MIN_EXPRESSION_I), "moran_image": i_img,
                        "moran_expression": i_expr, "n_pairs": int(w.nnz // 2), "n_spots": int(len(idx))}
     return out
 
 
 def decide_image_mode(adata, mode: str = "auto", *, key: str = IMAGE_FEATURES,
-                      threshold: float = INFORMATIVE_THRESHOLD, seed: int = 0) -> dict:
+                      threshold: float = INFORMATIVE_THRESHOLD, random_state: int = 0) -> dict:
     """Decide whether training uses the image features, record why in ``uns['spatialdomains']['image_mode']``.
 
     ``mode``: 'off' never uses them, 'on' always (error when ``obsm[key]`` is missing), 'auto' tests every slice
@@ -153,7 +153,7 @@ def decide_image_mode(adata, mode: str = "auto", *, key: str = IMAGE_FEATURES,
         rec.update(use_image=False, reason="image_mode=off")
         rec["slices"] = {s: {"informative": None, "reason": "image_mode=off"} for s in slices_all}
     else:
-        stats = image_informativeness(adata, key=key, seed=seed)
+        stats = image_informativeness(adata, key=key, random_state=random_state)
         for s, st in stats.items():
             yes = st["statistic"] >= threshold
             i_expr = "-" if st["moran_expression"] is None else f"{st['moran_expression']:.3f}"

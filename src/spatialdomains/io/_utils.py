@@ -42,12 +42,6 @@ def require_file(path: Path, what: str, hint: str = "") -> Path:
     return path
 
 
-def require_exists(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise InputError(f"{path}: {what} not found")
-    return path
-
-
 def strip_gz(name: str) -> str:
     return name[: -len(GZ_SUFFIX)] if name.lower().endswith(GZ_SUFFIX) else name
 
