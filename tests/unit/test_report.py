@@ -177,15 +177,6 @@ def test_consensus_is_majority_after_alignment():
     assert res["reference"] in (0, 1) and "7" in set(res["labels"])
 
 
-def test_hungarian_map_extra_clusters():
-    from spatialdomains.report._data import hungarian_map
-
-    ref = np.array([0, 0, 1, 1, 2, 2])
-    other = np.array([2, 2, 0, 0, 1, 3])
-    mapping = hungarian_map(ref, other)
-    assert mapping[2] == 0 and mapping[0] == 1 and mapping[1] == 2 and mapping[3] == 3
-
-
 def test_report_sections_and_inline_images(rendered, group):
     text = rendered.read_text()
     p = _Collect()

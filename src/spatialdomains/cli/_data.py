@@ -72,9 +72,9 @@ def qc_cmd(input_path: Path, output: Path, qc_json: Path, min_counts: int, min_g
     from .._utils import write_h5ad_atomic, write_json_atomic
 
     adata = ad.read_h5ad(input_path)
-    out = pp.qc(adata, min_counts=min_counts, min_genes=min_genes, max_mt_pct=max_mt_pct, min_cells=min_cells)
-    write_json_atomic(qc_json, dict(out.uns[UNS_KEY][QC_KEY]))
-    write_h5ad_atomic(out, output)
+    pp.qc(adata, min_counts=min_counts, min_genes=min_genes, max_mt_pct=max_mt_pct, min_cells=min_cells)
+    write_json_atomic(qc_json, dict(adata.uns[UNS_KEY][QC_KEY]))
+    write_h5ad_atomic(adata, output)
 
 
 @main.command("prepare")
