@@ -1502,27 +1502,17 @@ def _format_kwargs(fmt: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {"nuisance_strength": 0.6, **kwargs, "layout": FORMAT_LAYOUT[fmt], "image": False}
 
 
-def _format_params(fmt: str, n: int, n_domains: int, n_genes: int, *, random_state: int, tissue_seed: int,
-                   batch_seed: int | None, slice_id: str, batch_effect: float, **kwargs) -> dict[str, Any]:
+def _format_params(fmt: str, n: int, n_domains: int, n_genes: int, *, random_state: int = 0, tissue_seed: int = 0,
+                   batch_seed: int | None = None, slice_id: str = "slice0", batch_effect: float = 0.0,
+                   **kwargs) -> dict[str, Any]:
+    """Parameters of one instrument-format slice; the keywords of :func:`write_visium_hd`/:func:`write_xenium`."""
     return _resolve_params(n, n_domains, n_genes, seed=random_state, tissue_seed=tissue_seed, batch_seed=batch_seed,
                            slice_id=slice_id, batch_effect=batch_effect,
                            **{**_make_slice_defaults(), **_format_kwargs(fmt, kwargs)})
 
 
-def write_visium_hd(
-    out_dir: str | os.PathLike,
-    n_bins: int = 500_000,
-    n_genes: int = 18_000,
-    n_domains: int = 7,
-    *,
-    random_state: int = 0,
-    tissue_seed: int = 0,
-    slice_id: str = "slice0",
-    batch_effect: float = 0.0,
-    batch_seed: int | None = None,
-    n_jobs: int = 1,
-    **kwargs,
-) -> tuple[Path, Path]:
+def write_visium_hd(out_dir: str | os.PathLike, n_bins: int = 500_000, n_genes: int = 18_000, n_domains: int = 7,
+                   **kwargs) -> tuple[Path, Path]:
     """Write a synthetic Visium HD sample (8 um bins) as Space Ranger >= 3 lays it out.
 
     Files, under ``out_dir``: ``outs/binned_outputs/square_008um/filtered_feature_bc_matrix.h5``
@@ -1539,32 +1529,24 @@ def write_visium_hd(
     the soft membership (so bins of two domains intermix at a boundary), NB counts (library size 200
     by default) and nuisance programmes at ``nuisance_strength=0.6`` (cell-to-cell variation). Counts
     are generated and written per chunk of ~4M bin x gene entries: memory is O(N + chunk), never
-    O(N x G) or O(nnz). Other keyword arguments go to :func:`make_slice`.
+    O(N x G) or O(nnz).
+
+    Keywords: ``random_state`` (programme, default 0), ``tissue_seed`` (outline, domains, counts;
+    default 0), ``slice_id`` (default ``"slice0"``: ``library_ids`` of the h5), ``batch_effect``
+    (default 0) and ``batch_seed``, ``n_jobs`` (threads sampling the counts; same result), and any
+    other :func:`make_slice` keyword except ``layout`` and ``image``.
 
     Returns
     -------
     ``(sample folder, truth file)``; ``spatialdomains.io.read(folder, platform="visium_hd",
     truth=truth_file)`` reads it back.
     """
-    p = _format_params("visium_hd", n_bins, n_domains, n_genes, random_state=random_state, tissue_seed=tissue_seed,
-                       batch_seed=batch_seed, slice_id=slice_id, batch_effect=batch_effect, n_jobs=n_jobs, **kwargs)
+    p = _format_params("visium_hd", n_bins, n_domains, n_genes, **kwargs)
     return _write_format(p, Path(out_dir), "visium_hd")
 
 
-def write_xenium(
-    out_dir: str | os.PathLike,
-    n_cells: int = 1_000_000,
-    n_genes: int = 300,
-    n_domains: int = 7,
-    *,
-    random_state: int = 0,
-    tissue_seed: int = 0,
-    slice_id: str = "slice0",
-    batch_effect: float = 0.0,
-    batch_seed: int | None = None,
-    n_jobs: int = 1,
-    **kwargs,
-) -> tuple[Path, Path]:
+def write_xenium(out_dir: str | os.PathLike, n_cells: int = 1_000_000, n_genes: int = 300, n_domains: int = 7,
+                 **kwargs) -> tuple[Path, Path]:
     """Write a synthetic Xenium output folder (single cells) as Xenium Onboard Analysis lays it out.
 
     Files, in ``out_dir``: ``cell_feature_matrix.h5`` (Cell Ranger >= 3 h5: ``n_genes`` ``Gene
@@ -1578,15 +1560,14 @@ def write_xenium(
     The tissue is ``make_slice(layout="cells")``: irregular cell centroids about 10 um apart (no
     lattice), one domain per cell drawn from the soft membership, NB counts (200 per cell by default)
     and nuisance programmes at ``nuisance_strength=0.6``. Counts are generated and written per chunk
-    (memory O(N + chunk)). Other keyword arguments go to :func:`make_slice`.
+    (memory O(N + chunk)). Keywords as :func:`write_visium_hd`.
 
     Returns
     -------
     ``(folder, truth file)``; ``spatialdomains.io.read(folder, platform="xenium", truth=truth_file)``
     reads it back.
     """
-    p = _format_params("xenium", n_cells, n_domains, n_genes, random_state=random_state, tissue_seed=tissue_seed,
-                       batch_seed=batch_seed, slice_id=slice_id, batch_effect=batch_effect, n_jobs=n_jobs, **kwargs)
+    p = _format_params("xenium", n_cells, n_domains, n_genes, **kwargs)
     return _write_format(p, Path(out_dir), "xenium")
 
 
