@@ -12,7 +12,7 @@ Steps: ``write`` (``simulate --format xenium``: the input, not a pipeline step),
 HVGs, normalisation, sd scaling, spatial graph), ``embed`` (a stand-in for training, not profiled
 here: 30 SVD components of the prepared features averaged over two hops of the spatial graph, so that
 the later steps get an embedding with spatial structure), ``cluster`` (mclust, K by silhouette over
-5-10, spatial refinement), ``evaluate`` (with the truth, and with two batches: the slice's left and
+5-10, spatial refinement), ``cluster_kmeans`` (the same with k-means), ``evaluate`` (with the truth, and with two batches: the slice's left and
 right halves, so that the batch metrics run), ``analyse`` (DEG + enrichment on the planted gene
 sets), ``report`` and ``multiqc`` (``multiqc-content``).
 
@@ -40,7 +40,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "steps_scaling.json"
-STEPS = ("write", "read", "qc", "hvg", "prepare", "embed", "cluster", "evaluate", "analyse", "report", "multiqc")
+STEPS = ("write", "read", "qc", "hvg", "prepare", "embed", "cluster", "cluster_kmeans", "evaluate", "analyse",
+         "report", "multiqc")
 CLI = "import sys; from spatialdomains.cli import main; sys.exit(main())"
 
 HVG_SNIPPET = """
@@ -141,6 +142,9 @@ def step_commands(step: str, w: Path, data: Path, truth: Path, n_top: int) -> li
         "cluster": cli + ["cluster", "-i", str(w / "trained.h5ad"), "-o", str(w / "clustered.h5ad"), "--method",
                           "staig", "--algorithm", "mclust", "--k-min", "5", "--k-max", "10", "--refine",
                           "--threads", "2"],
+        "cluster_kmeans": cli + ["cluster", "-i", str(w / "trained.h5ad"), "-o", str(w / "clustered_km.h5ad"),
+                                 "--method", "staig", "--algorithm", "kmeans", "--k-min", "5", "--k-max", "10",
+                                 "--refine", "--threads", "2"],
         "evaluate": cli + ["evaluate", "-i", str(w / "clustered.h5ad"), "-o", str(w / "metrics.json"), "--method",
                            "staig", "--batch-key", "half", "--threads", "2"],
         "analyse": cli + ["analyse", "-i", str(w / "clustered.h5ad"), "--method", "staig", "--deg-csv",

@@ -462,9 +462,9 @@ def cluster(
     k_range
         ``(low, high)`` inclusive bounds, or an iterable of candidate K, for the silhouette search.
     max_fit
-        Subsample size above which mclust fits on a subsample (see :func:`mclust`), and on which every
-        candidate K of the silhouette search is fitted and scored (any method), so that the search
-        costs the same whatever the number of spots.
+        Subsample size above which mclust fits on a subsample (see :func:`mclust`); the GMM and k-means
+        fit every candidate K of the silhouette search on one subsample of this size (then the chosen K
+        on every spot), so that the search costs the same whatever the number of spots.
     seed
         Seed of the clustering (the R seed for mclust).
     copy
@@ -530,7 +530,12 @@ def cluster(
             ks = sorted({int(k) for k in k_range})
         if not ks or ks[0] < 2 or ks[-1] > X.shape[0] - 1:
             raise InputError(f"k_range {ks}: every K must lie in [2, {X.shape[0] - 1}]")
-        n_clusters, table, labels, k_selection_n = _select_k(X, ks, fit, seed, DEFAULT_MAX_N, max_fit)
+        # mclust bounds each fit itself (EM on its max_fit subsample, then predict): the search keeps its
+        # labels; the GMM and k-means fit every spot, so their search runs on a subsample
+        n_clusters, table, labels, k_selection_n = _select_k(X, ks, fit, seed, DEFAULT_MAX_N,
+                                                             None if backend == "mclust" else max_fit)
+        if backend == "mclust" and max_fit is not None:
+            k_selection_n = min(k_selection_n, int(max_fit))
         scores = {int(r.n_clusters): float(r.silhouette) for r in table.itertuples()}
         k_selection = "silhouette"
         logg.info(f"    chose {n_clusters} domains by silhouette")
