@@ -11,8 +11,8 @@ Steps: ``write`` (``simulate --format xenium``: the input, not a pipeline step),
 ``hvg`` (``pp.highly_variable_genes`` alone, inside the prepare step), ``prepare`` (STAIG recipe:
 HVGs, normalisation, sd scaling, spatial graph), ``embed`` (a stand-in for training, not profiled
 here: 30 SVD components of the prepared features averaged over two hops of the spatial graph, so that
-the later steps get an embedding with spatial structure), ``cluster`` (mclust, K by silhouette over
-5-10, spatial refinement), ``cluster_kmeans`` (the same with k-means), ``evaluate`` (with the truth, and with two batches: the slice's left and
+the later steps get an embedding with spatial structure), ``cluster`` (mclust with K = 7, spatial
+refinement), ``cluster_kmeans`` (k-means, K by silhouette over 5-10, refinement), ``evaluate`` (with the truth, and with two batches: the slice's left and
 right halves, so that the batch metrics run), ``analyse`` (DEG + enrichment on the planted gene
 sets), ``report`` and ``multiqc`` (``multiqc-content``).
 
@@ -127,21 +127,20 @@ def run_step(cmd: list[str], env: dict[str, str], *, max_rss_gb: float, timeout:
     return res
 
 
-def step_commands(step: str, w: Path, data: Path, truth: Path, n_top: int) -> list[str]:
+def step_commands(step: str, w: Path, data: Path, truth: Path, n_top: int, platform: str) -> list[str]:
     py = sys.executable
     cli = [py, "-c", CLI]
     return {
-        "read": cli + ["read", "--data", str(data), "--sample", "slice0", "--platform", "xenium", "--truth",
+        "read": cli + ["read", "--data", str(data), "--sample", "slice0", "--platform", platform, "--truth",
                        str(truth), "-o", str(w / "read.h5ad"), "--threads", "2"],
         "qc": cli + ["qc", "-i", str(w / "read.h5ad"), "-o", str(w / "qc.h5ad"), "--qc-json", str(w / "qc.json"),
                      "--min-counts", "10", "--min-cells", "10", "--threads", "2"],
         "hvg": [py, "-c", HVG_SNIPPET, str(w / "qc.h5ad"), str(n_top)],
         "prepare": cli + ["prepare", "-i", str(w / "qc.h5ad"), "-o", str(w / "prep.h5ad"), "--method", "staig",
-                          "--platform", "xenium", "--threads", "2"],
+                          "--platform", platform, "--threads", "2"],
         "embed": [py, "-c", EMBED_SNIPPET, str(w / "prep.h5ad"), str(w / "trained.h5ad")],
         "cluster": cli + ["cluster", "-i", str(w / "trained.h5ad"), "-o", str(w / "clustered.h5ad"), "--method",
-                          "staig", "--algorithm", "mclust", "--k-min", "5", "--k-max", "10", "--refine",
-                          "--threads", "2"],
+                          "staig", "--algorithm", "mclust", "--n-domains", "7", "--refine", "--threads", "2"],
         "cluster_kmeans": cli + ["cluster", "-i", str(w / "trained.h5ad"), "-o", str(w / "clustered_km.h5ad"),
                                  "--method", "staig", "--algorithm", "kmeans", "--k-min", "5", "--k-max", "10",
                                  "--refine", "--threads", "2"],
@@ -162,22 +161,31 @@ def _size_label(n: int) -> str:
     return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
+def _column_label(size_key: str) -> str:
+    n, _, fmt = size_key.partition("_")
+    return _size_label(int(n)) + (" HD" if fmt == "hd" else "")
+
+
 def write_table(results: dict) -> Path:
-    sizes = sorted({r["n_cells"] for r in results.values()})
-    tags = [t for t in ("before", "after") if any(r["tag"] == t for r in results.values())]
-    cols = [(n, t) for n in sizes for t in tags]
+    """Markdown table: one row per step, one column per input x code version (``wall s / peak GB``)."""
+    keys = {tuple(k.split("/")[:2]) for k in results}  # (tag, size key)
+    sizes = sorted({size for _, size in keys}, key=lambda v: (v.endswith("_hd"), int(v.split("_")[0])))
+    cols = [(size, tag) for size in sizes for tag in ("before", "after") if (tag, size) in keys]
     lines = ["# Non-training steps: wall time and peak RSS per step (one process per step)", "",
-             "Xenium-like synthetic slice (`simulate --format xenium`, 300 genes, 7 domains), each step the",
-             "`spatialdomains` subcommand of its pipeline task, under `/usr/bin/time -v` on the shared 2-core",
-             "machine (load average at the start of each run below). `embed` is a stand-in for training (SVD +",
-             "graph smoothing). Cells: `wall s / peak GB`.", "",
-             "| step | " + " | ".join(f"{_size_label(n)} {t}" for n, t in cols) + " |",
+             "Synthetic slices written by `spatialdomains simulate --format xenium` (300 genes, 7 domains) or",
+             "`--format visium_hd` (HD: 18,000 genes); each step is the `spatialdomains` subcommand of its pipeline",
+             "task, under `/usr/bin/time -v` on the shared 2-core machine (load average below: 10-25 means each",
+             "step got a fraction of one core, so compare before/after of one size, not absolute seconds).",
+             "`embed` is a stand-in for training (SVD + graph smoothing). Cells: `wall s / peak RSS GB`.", "",
+             "| step | " + " | ".join(f"{_column_label(size)} {tag}" for size, tag in cols) + " |",
              "|---|" + "---|" * len(cols)]
     for step in STEPS:
         row = []
-        for n, t in cols:
-            r = results.get(f"{t}/{n}/{step}")
-            if r is None:
+        for size, tag in cols:
+            r = results.get(f"{tag}/{size}/{step}")
+            if step == "write" and tag == "before":
+                row.append("(new)")
+            elif r is None:
                 row.append("")
             elif r.get("failed"):
                 row.append(f"**{r['failed'].split(':')[0]}** ({r['wall_s']:.0f} s, {r['peak_rss_gb']:.1f} GB)")
@@ -185,12 +193,14 @@ def write_table(results: dict) -> Path:
                 row.append(f"{r['wall_s']:.1f} / {r['peak_rss_gb']:.2f}")
         if any(row):
             lines.append(f"| {step} | " + " | ".join(row) + " |")
-    lines += ["", "Load average (1 min) at the start of each step:", ""]
+    lines += ["", "Load average (1 min) at the start of the steps, and failures:", ""]
+    for size, tag in cols:
+        loads = [r["load"] for k, r in results.items() if k.startswith(f"{tag}/{size}/") and "load" in r]
+        if loads:
+            lines.append(f"- {_column_label(size)} {tag}: load {min(loads):.0f}-{max(loads):.0f}")
     for key, r in sorted(results.items()):
         if r.get("failed"):
             lines.append(f"- `{key}`: {r['failed']}")
-    loads = {f"{_size_label(r['n_cells'])} {r['tag']}": r.get("load") for r in results.values()}
-    lines.append("- " + ", ".join(f"{k}: {v}" for k, v in sorted(loads.items())))
     md = RESULTS.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")
     return md
@@ -200,6 +210,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-cells", type=int, required=True)
     ap.add_argument("--n-genes", type=int, default=300)
+    ap.add_argument("--format", default="xenium", choices=["xenium", "visium_hd"], help="Input folder format.")
     ap.add_argument("--tag", required=True, help="before / after")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/scale-prof"))
     ap.add_argument("--src", type=Path, default=None, help="Another checkout's src/ (the 'before' code).")
@@ -210,30 +221,34 @@ def main() -> None:
     args = ap.parse_args()
 
     size = _size_label(args.n_cells)
-    inputs = args.workdir / f"input_{size}"
+    fmt = "" if args.format == "xenium" else "_hd"
+    inputs = args.workdir / f"input_{size}{fmt}"
     data, truth = inputs / "slice0", inputs / "slice0_truth.csv"
-    work = args.workdir / f"{args.tag}_{size}"
+    work = args.workdir / f"{args.tag}_{size}{fmt}"
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2", MKL_NUM_THREADS="2",
                NUMBA_NUM_THREADS="2", MPLCONFIGDIR=str(args.workdir / ".mpl"))
     if args.src is not None:
         env["PYTHONPATH"] = str(args.src.resolve())
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results: dict = {}
     for step in args.steps.split(","):
         if step == "write":
             if (inputs / "samplesheet.csv").exists():
                 continue
-            cmd = [sys.executable, "-c", CLI, "simulate", "--format", "xenium", "--n-spots", str(args.n_cells),
+            cmd = [sys.executable, "-c", CLI, "simulate", "--format", args.format, "--n-spots", str(args.n_cells),
                    "--n-genes", str(args.n_genes), "--n-domains", "7", "--out", str(inputs)]
             step_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # always this checkout's writer
         else:
-            cmd, step_env = step_commands(step, work, data, truth, min(args.n_genes, 3000)), env
+            cmd = step_commands(step, work, data, truth, min(args.n_genes, 3000), args.format)
+            step_env = env
         load = os.getloadavg()[0]
         print(f"{args.tag} {size} {step} (load {load:.1f}) ...", flush=True)
         res = run_step(cmd, step_env, max_rss_gb=args.max_rss_gb, timeout=args.timeout, log=work / f"{step}.log")
-        res.update(tag=args.tag if step != "write" else "after", n_cells=args.n_cells, step=step, load=round(load, 1))
+        res.update(tag=args.tag if step != "write" else "after", n_cells=args.n_cells, step=step, load=round(load, 1),
+                   format=args.format, n_genes=args.n_genes)
         print(f"    {res}", flush=True)
-        results[f"{res['tag']}/{args.n_cells}/{step}"] = res
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}  # other runs may have written
+        results[f"{res['tag']}/{args.n_cells}{fmt}/{step}"] = res
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
         if res.get("failed") and step in ("read", "qc", "prepare", "embed", "cluster"):

@@ -1364,7 +1364,7 @@ def _write_truth(path: Path, barcodes: np.ndarray, labels: pd.Categorical) -> Pa
                             index=False)
 
 
-def _write_visium_hd(p: dict[str, Any], out: Path, sim: dict[str, Any], labels: pd.Categorical) -> Path:
+def _write_visium_hd(p: dict[str, Any], out: Path, sim: dict[str, Any]) -> Path:
     """``out/outs/binned_outputs/square_008um/`` (+ ``outs/spatial/``, ``outs/feature_slice.h5``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -1419,7 +1419,7 @@ def _write_feature_slice_stub(path: Path, p: dict[str, Any]) -> None:
         f.attrs["metadata_json"] = json.dumps(meta)
 
 
-def _write_xenium(p: dict[str, Any], out: Path, sim: dict[str, Any], labels: pd.Categorical) -> Path:
+def _write_xenium(p: dict[str, Any], out: Path, sim: dict[str, Any]) -> Path:
     """``out/`` as Xenium Onboard Analysis writes it: ``cell_feature_matrix.h5``, ``cells.parquet``,
     ``experiment.xenium`` (no transcripts, boundaries or morphology images)."""
     import pyarrow as pa
@@ -1486,7 +1486,7 @@ def _write_format(p: dict[str, Any], out: Path, fmt: str) -> tuple[Path, Path]:
     sim = _simulate(p, counts=False, render=False)
     labels = pd.Categorical.from_codes(np.argmax(sim["membership"], 1), categories=domain_names(p["n_domains"]))
     writer = {"visium_hd": _write_visium_hd, "xenium": _write_xenium}[fmt]
-    writer(p, out, sim, labels)
+    writer(p, out, sim)
     truth = _write_truth(out.parent / f"{out.name}{TRUTH_SUFFIX}", sim["obs_names"], labels)
     logg.info("    finished", time=start, deep=f"wrote {out} and {truth}")
     return out, truth
