@@ -36,8 +36,12 @@ class PrepConfig:
         return PrepConfig(**values)
 
 
-def concat_slices(adatas: Sequence, *, join: str = "inner"):
-    """Concatenate slices, keeping ``obs['slice']``, ``obsm`` present in all, and ``uns['spatial']``."""
+def concat_slices(adatas: Sequence, *, join: str = "inner", copy: bool = True):
+    """Concatenate slices, keeping ``obs['slice']``, ``obsm`` present in all, and ``uns['spatial']``.
+
+    A single slice is copied unless ``copy=False`` (then it is returned itself, ``obs['slice']`` made
+    categorical in place).
+    """
     import anndata as ad
 
     if not adatas:
@@ -51,7 +55,7 @@ def concat_slices(adatas: Sequence, *, join: str = "inner"):
     if len(set(ids)) != len(ids):
         raise InputError(f"duplicate slice ids in one group: {ids}")
     if len(adatas) == 1:
-        out = adatas[0].copy()
+        out = adatas[0].copy() if copy else adatas[0]
     else:
         names = np.concatenate([a.obs_names.to_numpy() for a in adatas])
         unique_names = len(set(names)) == len(names)
@@ -93,10 +97,10 @@ def prepare_group(adatas: Sequence, config: PrepConfig = PrepConfig(), *, platfo
             spatial_graph(a, kind=graph_kind, k=graph_k, radius=graph_radius, platform=platform)
         highly_variable_genes(a, config.n_top_genes, flavor=config.hvg_flavor)
         hvg = a.var[HVG_KEY].to_numpy()
-        if config.normalize_scope == "hvg":  # library size over the slice's HVGs (Spotscape)
+        if config.normalize_scope == "hvg" and not hvg.all():  # library size over the slice's HVGs (Spotscape)
             a = a[:, hvg].copy()
         normalize(a, target_sum=config.target_sum, log1p=config.log1p, scale="none")
-        if config.normalize_scope == "all":  # library size over every gene (STAIG), then the HVGs only
+        if config.normalize_scope == "all" and not hvg.all():  # library size over every gene (STAIG), then HVGs
             a = a[:, hvg].copy()
         processed.append(a)
     genes = processed[0].var_names
@@ -107,13 +111,13 @@ def prepare_group(adatas: Sequence, config: PrepConfig = PrepConfig(), *, platfo
                          "(symbols vs Ensembl) or raise n_top_genes")
     order = processed[0].var.loc[genes, "hvg_rank"].sort_values(kind="stable").index
     subsets = []
-    for a in processed:
-        s = a[:, order].copy()
+    for a in processed:  # the slices are this function's own copies: cut (copy) only when genes differ
+        s = a if a.var_names.equals(order) else a[:, order].copy()
         if config.scale != "none":  # each slice on its own spots
             scale_genes(s, zero_center=(config.scale == "zscore"), max_value=config.max_value)
         subsets.append(s)
     del processed
-    out = concat_slices(subsets)
+    out = concat_slices(subsets, copy=False)
     del subsets
     out.X = sp.csr_matrix(out.X, dtype=np.float32) if sp.issparse(out.X) else np.asarray(out.X, dtype=np.float32)
     spatial_graph(out, kind=graph_kind, k=graph_k, radius=graph_radius, platform=platform)
