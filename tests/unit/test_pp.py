@@ -88,8 +88,11 @@ def test_prepare_group_equals_the_dense_recipe(two_slices, scope, scale):
     import scanpy as sc
 
     cfg = pp.PrepConfig(n_top_genes=120, normalize_scope=scope, scale=scale)
+    before = [(a.X.copy(), a.var.copy(), set(a.uns["spatialdomains"])) for a in two_slices]
     out = pp.prepare_group(two_slices, cfg, platform="visium")
     assert sp.issparse(out.X) == (scale != "zscore")
+    for a, (X, var, steps) in zip(two_slices, before):  # the inputs are not written
+        assert abs(a.X - X).max() == 0 and a.var.equals(var) and set(a.uns["spatialdomains"]) == steps
     parts = []
     for a in two_slices:
         a = a.copy()

@@ -98,7 +98,7 @@ def prepare_cmd(inputs: tuple[Path, ...], output: Path, method: str, platform: s
     from ..pp import prepare_group
     from .._utils import write_h5ad_atomic
 
-    from .._constants import SLICE_KEY, SPATIAL
+    from .._constants import COUNTS_LAYER, SLICE_KEY, SPATIAL
     from .._utils import InputError
 
     slices = []
@@ -108,6 +108,8 @@ def prepare_cmd(inputs: tuple[Path, ...], output: Path, method: str, platform: s
             raise InputError(f"{p}: obsm['spatial'] is missing (spot coordinates are needed for the graph)")
         if SLICE_KEY not in a.obs:
             raise InputError(f"{p}: obs['slice'] is missing; create inputs with `spatialdomains read`")
+        if COUNTS_LAYER in a.layers:  # prepare works from the counts; do not hold a second copy in X
+            a.X = None
         slices.append(a)
     spec = get_method(method)
     recipe = spec.prep_for(len(slices)).replace(n_top_genes=n_top_genes, hvg_flavor=hvg_flavor, scale=scale)

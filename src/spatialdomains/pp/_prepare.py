@@ -90,9 +90,7 @@ def prepare_group(adatas: Sequence, config: PrepConfig = PrepConfig(), *, platfo
     start = logg.info(f"preparing a group of {len(adatas)} slice(s)")
     processed = []
     for a in adatas:
-        a = a.copy()
-        if COUNTS_LAYER not in a.layers:
-            a.layers[COUNTS_LAYER] = a.X.copy()
+        a = _counts_copy(a)
         if config.hvg_flavor == "moran":
             spatial_graph(a, kind=graph_kind, k=graph_k, radius=graph_radius, platform=platform)
         highly_variable_genes(a, config.n_top_genes, flavor=config.hvg_flavor)
@@ -127,3 +125,18 @@ def prepare_group(adatas: Sequence, config: PrepConfig = PrepConfig(), *, platfo
     logg.info(f"    finished: {out.n_obs} spots x {out.n_vars} genes", time=start,
               deep="added X, layers['counts'], obsp['spatial_connectivities']")
     return out
+
+
+def _counts_copy(adata):
+    """A copy of ``adata`` without its ``X`` (``normalize`` rebuilds it from the counts): counts, obs,
+    var, obsm, obsp and uns are copied, so the input is never written; one O(nnz) copy, not two."""
+    import copy as _copy
+
+    import anndata as ad
+
+    counts = adata.layers[COUNTS_LAYER] if COUNTS_LAYER in adata.layers else adata.X
+    return ad.AnnData(obs=adata.obs.copy(), var=adata.var.copy(), uns=_copy.deepcopy(dict(adata.uns)),
+                      obsm={k: _copy.copy(v) for k, v in adata.obsm.items()},
+                      obsp={k: v.copy() for k, v in adata.obsp.items()},
+                      layers={COUNTS_LAYER: counts.copy()})
+
