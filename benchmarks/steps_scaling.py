@@ -179,7 +179,8 @@ def write_table(results: dict) -> Path:
              "`embed` is a stand-in for training (SVD + graph smoothing). Cells: `wall s / peak RSS GB`.", "",
              "| step | " + " | ".join(f"{_column_label(size)} {tag}" for size, tag in cols) + " |",
              "|---|" + "---|" * len(cols)]
-    for step in STEPS:
+    extra = sorted({k.split("/")[2] for k in results} - set(STEPS))  # steps of earlier definitions
+    for step in (*STEPS, *extra):
         row = []
         for size, tag in cols:
             r = results.get(f"{tag}/{size}/{step}")

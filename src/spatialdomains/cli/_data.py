@@ -138,21 +138,23 @@ def prepare_cmd(inputs: tuple[Path, ...], output: Path, method: str, platform: s
 @click.option("--group", default="group1", show_default=True, help="Group of all simulated slices.")
 @click.option("--seed", type=int, default=0, show_default=True, help="random_state of the simulation.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Threads for BLAS and for sampling the counts (the result does not depend on it).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads for BLAS and for sampling the counts (the result does not depend on it) "
+                   "[default: BLAS uncapped, one sampling thread].")
 def simulate_cmd(n_spots, n_slices, n_domains, n_genes, pattern, layout, fmt, batch_effect, image, group, seed,
                  out_dir, threads) -> None:
     """Write synthetic slices with known domains (h5ad or instrument folders) and a ready samplesheet.csv to OUT."""
     from ..synthetic import simulate_to_dir
     from ._base import set_threads
 
-    set_threads(threads)
+    if threads:  # as --threads of the other commands: set only when asked (numba fixes it once)
+        set_threads(threads)
     if fmt != "h5ad" and image:
         raise click.BadParameter("images are written for --format h5ad only", param_hint="--image")
     extra = {} if fmt != "h5ad" else {"layout": layout, "image": image}
     sheet = simulate_to_dir(out_dir, n_spots=n_spots, n_slices=n_slices, n_domains=n_domains, n_genes=n_genes,
                             random_state=seed, pattern=pattern, batch_effect=batch_effect, group=group, format=fmt,
-                            n_jobs=threads, **extra)
+                            n_jobs=threads or 1, **extra)
     click.echo(str(sheet))
 
 
