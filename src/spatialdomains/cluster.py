@@ -22,7 +22,7 @@ from . import _logging as logg
 from ._compat import renamed_kwarg
 from ._constants import SLICE_KEY, SPATIAL, UNS_KEY, domain_key
 from ._utils import InputError, record
-from .metrics import DEFAULT_MAX_N, silhouette
+from .metrics import DEFAULT_MAX_N, silhouette, subsample_index
 
 __all__ = [
     "mclust_available",
@@ -382,13 +382,24 @@ _K_METHODS = {"mclust": mclust, "gmm": gmm_tied, "kmeans": kmeans}
 
 
 def _select_k(
-    X: np.ndarray, ks: list[int], fit: Callable[[np.ndarray, int], np.ndarray], random_state: int, max_n: int | None
-) -> tuple[int, pd.DataFrame, np.ndarray]:
-    """Fit every K in ``ks``; return the best K by silhouette, the score table and the best labels."""
+    X: np.ndarray, ks: list[int], fit: Callable[[np.ndarray, int], np.ndarray], random_state: int, max_n: int | None,
+    max_fit: int | None = None,
+) -> tuple[int, pd.DataFrame, np.ndarray | None, int]:
+    """Fit every K in ``ks``; return the best K by silhouette, the score table, the best labels and the
+    number of spots the search ran on.
+
+    With more than ``max_fit`` spots every K is fitted (and scored) on one uniform subsample of
+    ``max_fit`` spots, so the search costs the same at 20k and at 1M spots; the best labels are then
+    ``None`` (they cover the subsample only) and the caller fits the chosen K on all spots.
+    """
+    idx = subsample_index(X.shape[0], max_fit, random_state)
+    sub = X if len(idx) == X.shape[0] else X[idx]
+    if len(idx) < X.shape[0]:
+        logg.info(f"choosing K on {len(idx)} of {X.shape[0]} spots")
     rows, best_labels, best = [], None, (-np.inf, None)
     for k in ks:
-        labels = fit(X, k)
-        score = silhouette(X, labels, max_n=max_n, random_state=random_state)
+        labels = fit(sub, k)
+        score = silhouette(sub, labels, max_n=max_n, random_state=random_state)
         rows.append({"n_clusters": k, "silhouette": score})
         logg.debug(f"choose_n_clusters: K={k} silhouette={score:.4f}")
         if np.isfinite(score) and score > best[0]:
@@ -396,7 +407,7 @@ def _select_k(
     table = pd.DataFrame(rows)
     if best[1] is None:
         raise InputError(f"choose_n_clusters: no K in {ks} gave a defined silhouette")
-    return int(best[1]), table, best_labels
+    return int(best[1]), table, (best_labels if len(idx) == X.shape[0] else None), len(idx)
 
 
 @renamed_kwarg("seed", "random_state")
@@ -407,6 +418,7 @@ def choose_n_clusters(
     method: str = "kmeans",
     random_state: int = DEFAULT_SEED,
     max_n: int | None = DEFAULT_MAX_N,
+    max_fit: int | None = DEFAULT_MAX_FIT,
 ) -> tuple[int, pd.DataFrame]:
     """Number of clusters with the highest mean silhouette (the paper's rule for unlabelled data).
 
@@ -422,6 +434,9 @@ def choose_n_clusters(
         Seed of the clustering and of the silhouette subsample.
     max_n
         Silhouette subsample size (see :func:`spatialdomains.metrics.silhouette`).
+    max_fit
+        Above this many spots every K is fitted on one uniform subsample of ``max_fit`` spots (drawn
+        with ``random_state``): bounded time and memory at any N. ``None`` fits every spot.
 
     Returns
     -------
@@ -433,8 +448,8 @@ def choose_n_clusters(
     ks = sorted({int(k) for k in k_range})
     if not ks or ks[0] < 2 or ks[-1] > X.shape[0] - 1:
         raise InputError(f"k_range {ks}: every K must lie in [2, {X.shape[0] - 1}]")
-    k, table, _ = _select_k(X, ks, functools.partial(_K_METHODS[method], random_state=random_state), random_state,
-                            max_n)
+    k, table, _, _ = _select_k(X, ks, functools.partial(_K_METHODS[method], random_state=random_state),
+                               random_state, max_n, max_fit)
     return k, table
 
 
@@ -483,7 +498,9 @@ def cluster(
     k_range
         ``(low, high)`` inclusive bounds, or an iterable of candidate K, for the silhouette search.
     max_fit
-        Subsample size above which mclust fits on a subsample (see :func:`mclust`).
+        Subsample size above which mclust fits on a subsample (see :func:`mclust`); the GMM and k-means
+        fit every candidate K of the silhouette search on one subsample of this size (then the chosen K
+        on every spot), so that the search costs the same whatever the number of spots.
     random_state
         Seed of the clustering (the R seed for mclust).
     copy
@@ -495,7 +512,8 @@ def cluster(
     ``obs[key_added]``: categorical of strings ``'0'``, ``'1'``, …;
     ``uns['spatialdomains']['cluster_<name>']``: the parameters, ``backend`` (``mclust``,
     ``gmm_tied_fallback``, ``gmm``, ``kmeans``, ``leiden``), ``n_clusters``, ``k_selection``
-    (``argument`` / ``silhouette`` / ``resolution``), ``silhouette_scores`` when K was searched, and a
+    (``argument`` / ``silhouette`` / ``resolution``), ``silhouette_scores`` and ``k_selection_n_spots``
+    (the spots the search ran on) when K was searched, and a
     ``warning`` when the fallback ran.
     """
     if method not in ALGORITHMS:
@@ -537,7 +555,7 @@ def cluster(
     else:
         fit = functools.partial(kmeans, random_state=random_state)
 
-    scores = None
+    scores = k_selection_n = None
     if method == "leiden":
         labels = leiden(X, resolution, random_state=random_state)
         k_selection = "resolution"
@@ -548,10 +566,17 @@ def cluster(
             ks = sorted({int(k) for k in k_range})
         if not ks or ks[0] < 2 or ks[-1] > X.shape[0] - 1:
             raise InputError(f"k_range {ks}: every K must lie in [2, {X.shape[0] - 1}]")
-        n_clusters, table, labels = _select_k(X, ks, fit, random_state, DEFAULT_MAX_N)
+        # mclust bounds each fit itself (EM on its max_fit subsample, then predict): the search keeps its
+        # labels; the GMM and k-means fit every spot, so their search runs on a subsample
+        n_clusters, table, labels, k_selection_n = _select_k(X, ks, fit, random_state, DEFAULT_MAX_N,
+                                                             None if backend == "mclust" else max_fit)
+        if backend == "mclust" and max_fit is not None:
+            k_selection_n = min(k_selection_n, int(max_fit))
         scores = {int(r.n_clusters): float(r.silhouette) for r in table.itertuples()}
         k_selection = "silhouette"
         logg.info(f"    chose {n_clusters} domains by silhouette")
+        if labels is None:  # K was chosen on a subsample: fit it on every spot
+            labels = fit(X, int(n_clusters))
     else:
         labels = fit(X, int(n_clusters))
         k_selection = "argument"
@@ -579,6 +604,7 @@ def cluster(
             "n_domains": n_found,
             "k_selection": k_selection,
             "silhouette_scores": scores,
+            "k_selection_n_spots": k_selection_n,
             "resolution": resolution if method == "leiden" else None,
             "model": "EEE" if backend == "mclust" else None,
             "max_fit": max_fit if backend == "mclust" else None,

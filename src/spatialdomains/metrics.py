@@ -32,11 +32,14 @@ __all__ = [
     "ari",
     "nmi",
     "match_labels",
+    "cluster_mapping",
     "clustering_accuracy",
     "f1_scores",
     "silhouette",
     "davies_bouldin",
     "subsample_index",
+    "DEFAULT_MAX_N",
+    "DEFAULT_MAX_N_BATCH",
     "batch_kl",
     "lisi",
     "ilisi",
@@ -50,6 +53,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_N = 10_000  #: largest number of spots a silhouette is computed on (seeded subsample above)
+#: largest number of spots the batch metrics of :func:`evaluate` (iLISI, kBET, graph connectivity, PCR
+#: comparison) run on: above it, one seeded uniform subsample; their kNN searches then cost the same at 1M
+DEFAULT_MAX_N_BATCH = 50_000
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -131,6 +137,38 @@ def nmi(truth: Any, pred: Any) -> float:
     return float(skm.normalized_mutual_info_score(t, p))
 
 
+def cluster_mapping(ref: np.ndarray, other: np.ndarray, n_ref: int | None = None, n_other: int | None = None, *,
+                    require_overlap: bool = False) -> np.ndarray:
+    """Hungarian assignment of the clusters of ``other`` to the classes of ``ref`` (integer codes).
+
+    Parameters
+    ----------
+    ref, other
+        Integer codes ``0..`` of the same spots.
+    n_ref, n_other
+        Numbers of classes and clusters (default: the largest code + 1).
+    require_overlap
+        Leave a cluster unmatched when its assigned class shares no spot with it.
+
+    Returns
+    -------
+    ``mapping`` (int64, length ``n_other``): ``mapping[c]`` is the class of cluster ``c`` that maximises
+    the total overlap; clusters left over (more clusters than classes) get ``n_ref, n_ref + 1, ...`` in
+    decreasing cluster size. The contingency table is ``n_other x n_ref``, never spots x anything.
+    """
+    n_ref = int(ref.max()) + 1 if n_ref is None else int(n_ref)
+    n_other = int(other.max()) + 1 if n_other is None else int(n_other)
+    cont = sparse.coo_matrix((np.ones(len(ref)), (other, ref)), shape=(n_other, n_ref)).toarray()
+    rows, cols = linear_sum_assignment(cont, maximize=True)
+    mapping = np.full(n_other, -1, dtype=np.int64)
+    for r, c in zip(rows, cols):
+        if cont[r, c] > 0 or not require_overlap:
+            mapping[r] = c
+    left = [c for c in np.argsort(-cont.sum(1), kind="stable") if mapping[c] < 0]
+    mapping[left] = n_ref + np.arange(len(left))
+    return mapping
+
+
 def match_labels(truth: Any, pred: Any) -> np.ndarray:
     """Map each predicted cluster to a true class by the Hungarian assignment that maximises agreement.
 
@@ -149,12 +187,7 @@ def match_labels(truth: Any, pred: Any) -> np.ndarray:
     t, _ = _codes(truth, "truth")
     p, _ = _codes(pred, "pred")
     _check_lengths(len(t), pred=p)
-    n_t, n_p = int(t.max()) + 1, int(p.max()) + 1
-    contingency = sparse.coo_matrix((np.ones(len(t)), (p, t)), shape=(n_p, n_t)).toarray()
-    rows, cols = linear_sum_assignment(contingency, maximize=True)
-    mapping = np.arange(n_t, n_t + n_p)  # unmatched clusters: codes no true class uses
-    mapping[rows] = cols
-    return mapping[p]
+    return cluster_mapping(t, p)[p]
 
 
 def clustering_accuracy(truth: Any, pred: Any) -> float:
@@ -593,6 +626,7 @@ def evaluate(
     batch_key: str | None = SLICE_KEY,
     max_n: int | None = DEFAULT_MAX_N,
     random_state: int = 0,
+    max_n_batch: int | None = DEFAULT_MAX_N_BATCH,
 ) -> dict[str, Any]:
     """Every applicable metric of one embedding and its domains.
 
@@ -611,6 +645,11 @@ def evaluate(
         ``obs`` key of the slice; batch metrics run when it holds more than one slice (None: never).
     max_n, random_state
         Subsample size and seed of the silhouettes.
+    max_n_batch
+        Above this many spots the batch metrics (BatchKL, iLISI, PCR comparison; with truth kBET, graph
+        connectivity, batch silhouette) run on one uniform subsample of ``max_n_batch`` spots (seed
+        ``random_state``); ``None`` uses every spot. Label metrics (ARI, NMI, CA, F1) and Davies-Bouldin are
+        linear and always use every spot.
 
     Returns
     -------
@@ -619,7 +658,8 @@ def evaluate(
     ``n_labelled``, ``n_unlabelled``, ``ari``, ``nmi``, ``ca``, ``f1_macro``, ``f1_micro``; with more than
     one slice ``n_slices``, ``batch_kl``, ``ilisi``, ``pcr_comparison``, and with truth too ``kbet``,
     ``graph_connectivity``, ``silhouette_batch``. Label and label-based batch metrics use labelled spots
-    only; the rest use every spot.
+    only; the rest use every spot (up to the subsamples above). When a subsample was used its size is
+    recorded: ``silhouette_n_spots``, ``batch_metrics_n_spots``.
     """
     if embedding_key not in adata.obsm:
         raise InputError(f"obsm[{embedding_key!r}] not found; available: {sorted(adata.obsm.keys())}")
@@ -632,6 +672,8 @@ def evaluate(
         raise InputError(f"obs[{domain_key!r}]: {int(domains.isna().sum())} spot(s) without a domain")
     out: dict[str, Any] = {"n_spots": int(adata.n_obs), "n_domains": int(domains.nunique())}
     out["silhouette"] = silhouette(emb, domains, max_n=max_n, random_state=random_state)
+    if max_n is not None and adata.n_obs > max_n:
+        out["silhouette_n_spots"] = int(max_n)
     out["davies_bouldin"] = davies_bouldin(emb, domains)
 
     has_truth = truth_key is not None and truth_key in adata.obs and adata.obs[truth_key].notna().any()
@@ -650,14 +692,21 @@ def evaluate(
     if has_batches:
         batches = adata.obs[batch_key]
         out["n_slices"] = int(batches.nunique())
-        out["batch_kl"] = batch_kl(emb, batches)
-        out["ilisi"] = ilisi(emb, batches)
-        out["pcr_comparison"] = pcr_comparison(adata.X, emb, batches) if adata.X is not None else float("nan")
+        sub = subsample_index(adata.n_obs, max_n_batch, random_state)
+        if len(sub) < adata.n_obs:
+            out["batch_metrics_n_spots"] = int(len(sub))
+        emb_s, batches_s = emb[sub], batches.iloc[sub]
+        out["batch_kl"] = batch_kl(emb_s, batches_s)
+        out["ilisi"] = ilisi(emb_s, batches_s)
+        out["pcr_comparison"] = pcr_comparison(adata.X[sub], emb_s, batches_s) if adata.X is not None \
+            else float("nan")
         if has_truth:
+            sub_lab = sub[lab[sub]]
+            t_s, bl_s = truth.iloc[sub_lab], batches.iloc[sub_lab]
+            out["kbet"] = kbet(emb[sub_lab], bl_s, t_s)
+            out["graph_connectivity"] = graph_connectivity(emb[sub_lab], t_s)
+            out["silhouette_batch"] = silhouette_batch(emb[sub_lab], bl_s, t_s, max_n=max_n, random_state=random_state)
             bl = batches[lab]
-            out["kbet"] = kbet(emb[lab], bl, t)
-            out["graph_connectivity"] = graph_connectivity(emb[lab], t)
-            out["silhouette_batch"] = silhouette_batch(emb[lab], bl, t, max_n=max_n, random_state=random_state)
             per_slice: dict[str, Mapping[str, float]] = {}
             for s in pd.unique(bl):
                 m = (bl == s).to_numpy()

@@ -317,3 +317,26 @@ def test_kmeans_minibatch_and_single_start(blobs4):
     assert adjusted_rand_score(y, cl.kmeans(X, 4, random_state=0, n_init=1)) > 0.95
     mb = cl.kmeans(X, 4, random_state=0, n_init=3, batch_size=64)
     assert adjusted_rand_score(y, mb) > 0.95 and mb.dtype == np.int64
+
+
+def test_k_search_runs_on_a_subsample_above_max_fit(monkeypatch, blobs4):
+    """Above max_fit every candidate K is fitted on one subsample; the chosen K is then fitted on all."""
+    X, y = blobs4
+    sizes = []
+    real = cl.kmeans
+
+    def counting(emb, k, **kw):
+        sizes.append(emb.shape[0])
+        return real(emb, k, **kw)
+
+    monkeypatch.setattr(cl, "kmeans", counting)
+    monkeypatch.setitem(cl._K_METHODS, "kmeans", counting)
+    adata = _adata(X)
+    cl.cluster(adata, method="kmeans", k_range=(2, 6), max_fit=150, random_state=0)
+    assert sizes == [150] * 5 + [X.shape[0]]  # five candidates on the subsample, then K=4 on every spot
+    entry = adata.uns["spatialdomains"]["cluster_staig"]
+    assert entry["n_clusters"] == 4 and entry["k_selection_n_spots"] == 150
+    assert adjusted_rand_score(y, adata.obs["domain_staig"]) > 0.95
+    sizes.clear()
+    k, _ = cl.choose_n_clusters(X, range(2, 6), method="kmeans", random_state=0, max_fit=150)
+    assert k == 4 and sizes == [150] * 4

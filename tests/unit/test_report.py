@@ -39,8 +39,9 @@ def _fake_group(out: Path, *, n_spots=300, n_genes=120, n_domains=4, methods=("s
     from spatialdomains._utils import write_csv_atomic, write_h5ad_atomic, write_json_atomic
 
     out.mkdir(parents=True, exist_ok=True)
-    slices = synthetic.make_slices(n_slices=2, n_spots=n_spots, n_domains=n_domains, n_genes=n_genes, seed=4)
-    gmt = synthetic.write_gmt(out / "genesets.gmt", slices[0])
+    slices = synthetic.make_slices(n_slices=2, n_spots=n_spots, n_domains=n_domains, n_genes=n_genes,
+                                     random_state=4)
+    gmt = analysis.write_gmt(out / "genesets.gmt", *synthetic.gene_sets(slices[0]))
     sets, desc = analysis.read_gmt(gmt)
     files = {"clustered": [], "metrics": [], "deg": [], "go": [], "qc": []}
     for a in slices:  # the qc.json of `spatialdomains qc` with no threshold (pp.qc's numba warm-up is slow)
@@ -174,15 +175,6 @@ def test_consensus_is_majority_after_alignment():
     d[:10] = 7
     res = consensus_labels([d.astype(str), d.astype(str), truth.astype(str)])
     assert res["reference"] in (0, 1) and "7" in set(res["labels"])
-
-
-def test_hungarian_map_extra_clusters():
-    from spatialdomains.report._data import hungarian_map
-
-    ref = np.array([0, 0, 1, 1, 2, 2])
-    other = np.array([2, 2, 0, 0, 1, 3])
-    mapping = hungarian_map(ref, other)
-    assert mapping[2] == 0 and mapping[0] == 1 and mapping[1] == 2 and mapping[3] == 3
 
 
 def test_report_sections_and_inline_images(rendered, group):

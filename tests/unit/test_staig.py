@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 import torch
 import torch.nn.functional as F
@@ -367,7 +368,7 @@ def test_fit_picks_variant(small_slice):
 
 def test_nan_input_raises_the_trainer_error_with_the_epoch(small_slice):
     bad = small_slice.copy()
-    bad.X = np.asarray(bad.X).copy()
+    bad.X = bad.X.toarray() if sp.issparse(bad.X) else np.asarray(bad.X).copy()  # prepare_group's X is CSR
     bad.X[5, :] = np.nan
     with pytest.raises(TrainingDiverged, match="epoch 0"):
         fit_staig(bad, config=StaigConfig(epochs=5, edge_drop_source="fixed"), device="cpu")

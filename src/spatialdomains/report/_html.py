@@ -23,6 +23,7 @@ import pandas as pd
 
 from .. import _logging as logg
 from .._utils import InputError, package_version, write_csv_atomic, write_text_atomic
+from ..metrics import cluster_mapping, subsample_index
 from . import _plots as plots
 from ._data import (
     Run,
@@ -31,7 +32,6 @@ from ._data import (
     common_spots,
     consensus_labels,
     flatten,
-    hungarian_map,
     load_runs,
     pairwise_ari,
     read_csvs,
@@ -57,7 +57,7 @@ METRICS: list[tuple[str, str, bool]] = [
 ]
 #: metrics drawn in the method-comparison bars (all of them are in the tables)
 COMPARISON_METRICS = ("ari", "nmi", "ca", "silhouette", "davies_bouldin", "batch_kl", "ilisi", "kbet")
-DEG_SHOW = ["method", "seed", "domain", "rank", "gene", "log2fc", "pval_adj", "pct_in", "pct_out"]
+DEG_SHOW = ["method", "seed", "domain", "rank", "gene", "log2fc", "pval_adj", "pct_in", "pct_out", "n_in", "n_tested"]
 GO_SHOW = ["method", "seed", "domain", "term", "description", "n_hits", "set_size", "pval_adj", "genes"]
 
 
@@ -244,7 +244,7 @@ def report(
 
     def colour_codes(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
         c, cats = codes(labels)
-        mapping = hungarian_map(anchor[lab], c[lab], n_anchor, n_other=len(cats))
+        mapping = cluster_mapping(anchor[lab], c[lab], n_anchor, n_other=len(cats), require_overlap=True)
         return mapping[c], [(name, int(mapping[i])) for i, name in enumerate(cats)]
 
     coloured: dict[str, tuple[np.ndarray, list[tuple[str, int]]]] = {}
@@ -357,9 +357,9 @@ def report(
         ref = rs[cons[m]["reference"]]
         if ref.embedding is None:
             continue
-        idx = plots.subsample(len(slices), umap_max_n, seed=0)
+        idx = subsample_index(len(slices), umap_max_n, 0)
         t0 = time.perf_counter()
-        xy = plots.umap_2d(ref.embedding[idx], seed=0)
+        xy = plots.umap_2d(ref.embedding[idx], random_state=0)
         logg.debug(f"UMAP of {ref.label} on {len(idx)} spots: {time.perf_counter() - t0:.1f} s")
         c, leg = coloured[ref.label]
         panels = [{"title": f"{ref.label} domains", "codes": c[idx], "legend": leg},
@@ -486,7 +486,7 @@ def _guess_group(runs: Sequence[Run]) -> str:
 
 
 def _ari_lab(truth: np.ndarray, labels: np.ndarray) -> float:
-    from ._data import ari
+    from ..metrics import ari
 
     lab = np.array([t is not None for t in truth])
     return ari(truth[lab].astype(str), np.asarray(labels)[lab])
