@@ -541,7 +541,7 @@ def train_byol(patches: np.ndarray, *, backbone: str = "auto", weights: str | os
     bar = Progress(total, "BYOL", "step") if progress else None
     starts: list[float] = []
 
-    def step(k: int) -> dict:
+    def step(k: int, _batch: int = 0) -> dict:  # one optimiser step per run_training 'epoch'
         starts.append(time.perf_counter())
         if bar is not None:
             bar.update(k)
