@@ -301,7 +301,7 @@ def test_imputation_beats_unimputed_baseline():
     from spatialdomains.synthetic import make_slice
 
     adata = _prepare([make_slice(n_spots=800, n_domains=4, n_genes=150, seed=5)], 150)
-    x = np.asarray(adata.X, dtype=np.float32).copy()
+    x = (adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)).astype(np.float32)  # prepare may keep CSR
     rng = np.random.default_rng(0)
     nz = np.flatnonzero(x)
     hidden = rng.choice(nz, nz.size // 10, replace=False)

@@ -254,7 +254,10 @@ class MiniBatches:
         self.drops = tuple(drops)
         self.device = device
         self.sparse, self.low_precision = sparse, low_precision
-        self.x = sp.csr_matrix(x, dtype=np.float32) if sparse else np.asarray(x, dtype=np.float32)
+        if sparse:
+            self.x = sp.csr_matrix(x, dtype=np.float32)
+        else:  # prepare may hand over CSR features that the dense path wants as an array
+            self.x = x.toarray().astype(np.float32, copy=False) if sp.issparse(x) else np.asarray(x, dtype=np.float32)
         self.views = GCNViews(sampler.edge_index, sampler.n)
         self._seeds: list[np.ndarray] | None = None
 
