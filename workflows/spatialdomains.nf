@@ -101,7 +101,7 @@ workflow SPATIALDOMAINS {
     //
     if (!skip_multiqc) {
         MULTIQC(
-            LEARN_DOMAINS.out.metrics.map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
+            LEARN_DOMAINS.out.metrics.mix(LEARN_DOMAINS.out.consensus).map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
             PREPARE_SLICES.out.qc_json.map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
             ANALYSE_DOMAINS.out.mqc.toSortedList { a, b -> a.name <=> b.name },
             multiqc_config,

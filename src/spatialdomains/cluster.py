@@ -31,11 +31,13 @@ __all__ = [
     "leiden",
     "refine_labels",
     "choose_n_clusters",
+    "resolve_method",
     "cluster",
 ]
 
-Method = Literal["mclust", "gmm", "kmeans", "leiden"]
-METHODS: tuple[str, ...] = ("mclust", "gmm", "kmeans", "leiden")
+Method = Literal["auto", "mclust", "gmm", "kmeans", "leiden"]
+METHODS: tuple[str, ...] = ("auto", "mclust", "gmm", "kmeans", "leiden")
+AUTO_FALLBACK = "mclust"  #: what ``"auto"`` runs on an embedding no registered method owns
 DEFAULT_SEED = 2023  #: STAIG's R seed for mclust
 DEFAULT_MAX_FIT = 20_000  #: above this many spots mclust is fitted on a subsample and predicts the rest
 FALLBACK_BACKEND = "gmm_tied_fallback"
@@ -407,12 +409,27 @@ def _name_from_rep(use_rep: str) -> str:
     return use_rep[2:] if use_rep.startswith("X_") else use_rep
 
 
+def resolve_method(method: str, use_rep: str) -> str:
+    """The clustering ``method="auto"`` stands for on ``obsm[use_rep]``; any other method is returned as is.
+
+    ``"auto"`` on ``X_<name>`` of a registered method is that method's ``MethodSpec.cluster_algorithm``
+    (the clustering that measured best on its default embedding); on any other embedding it is
+    :data:`AUTO_FALLBACK`.
+    """
+    if method != "auto":
+        return method
+    from .models import METHODS as REGISTRY
+
+    spec = REGISTRY.get(_name_from_rep(use_rep))
+    return spec.cluster_algorithm if spec is not None else AUTO_FALLBACK
+
+
 def cluster(
     adata,
     n_clusters: int | None = None,
     *,
     use_rep: str = "X_staig",
-    method: Method = "mclust",
+    method: Method = "auto",
     refine: bool = False,
     refine_n_neighbors: int = 15,
     resolution: float = 1.0,
@@ -434,8 +451,10 @@ def cluster(
     use_rep
         ``obsm`` key of the embedding.
     method
-        ``"mclust"`` (R mclust EEE; falls back to the tied GMM with a warning when R or mclust is
-        missing), ``"gmm"`` (tied GMM), ``"kmeans"`` or ``"leiden"`` (uses ``resolution``).
+        ``"auto"`` (the default clustering of the method that owns ``use_rep``, see
+        :func:`resolve_method`), ``"mclust"`` (R mclust EEE; falls back to the tied GMM with a warning
+        when R or mclust is missing), ``"gmm"`` (tied GMM), ``"kmeans"`` or ``"leiden"`` (uses
+        ``resolution``).
     refine
         Apply :func:`refine_labels` (15-NN spatial majority vote within each ``obs['slice']``).
     refine_n_neighbors
@@ -457,13 +476,15 @@ def cluster(
     -------
     ``None``, or the copy when ``copy=True``. Writes
     ``obs[key_added]``: categorical of strings ``'0'``, ``'1'``, …;
-    ``uns['spatialdomains']['cluster_<name>']``: the parameters, ``backend`` (``mclust``,
+    ``uns['spatialdomains']['cluster_<name>']``: the parameters (``method`` resolved, ``requested`` as
+    given), ``backend`` (``mclust``,
     ``gmm_tied_fallback``, ``gmm``, ``kmeans``, ``leiden``), ``n_clusters``, ``k_selection``
     (``argument`` / ``silhouette`` / ``resolution``), ``silhouette_scores`` when K was searched, and a
     ``warning`` when the fallback ran.
     """
     if method not in METHODS:
         raise InputError(f"method must be one of {list(METHODS)}, got {method!r}")
+    requested, method = method, resolve_method(method, use_rep)
     if use_rep not in adata.obsm:
         raise InputError(f"obsm[{use_rep!r}] not found; available: {sorted(adata.obsm.keys())}")
     if refine and SPATIAL not in adata.obsm:
@@ -475,7 +496,7 @@ def cluster(
     key_added = key_added or domain_key(name)
     step = f"cluster_{key_added[len('domain_'):] if key_added.startswith('domain_') else key_added}"
     adata = adata.copy() if copy else adata
-    start = logg.info(f"clustering obsm[{use_rep!r}] with {method}")
+    start = logg.info(f"clustering obsm[{use_rep!r}] with {method}" + (" (auto)" if requested == "auto" else ""))
 
     backend, warning = method, None
     if method == "mclust" and not mclust_available():
@@ -537,6 +558,7 @@ def cluster(
         {
             "use_rep": use_rep,
             "method": method,
+            "requested": requested,
             "backend": backend,
             "warning": warning,
             "n_clusters": None if n_clusters is None else int(n_clusters),

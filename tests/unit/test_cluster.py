@@ -223,7 +223,7 @@ def test_cluster_fallback_recorded(monkeypatch, blobs4, caplog):
 def test_cluster_mclust_backend_recorded(blobs4):
     X, y = blobs4
     adata = _adata(X)
-    cl.cluster(adata, 4)
+    cl.cluster(adata, 4, method="mclust")
     entry = adata.uns["spatialdomains"]["cluster_staig"]
     assert entry["backend"] == "mclust" and entry["model"] == "EEE"
     assert adjusted_rand_score(y, adata.obs["domain_staig"]) > 0.95
@@ -296,3 +296,30 @@ subprocess.run([sys.executable, "-c", "import ssl"], check=True)
     env = {k: v for k, v in __import__("os").environ.items() if k != "LD_LIBRARY_PATH"}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+# --- per-method default clustering ("auto") --------------------------------------------------------
+
+
+def test_auto_resolves_to_each_methods_registered_default(blobs4, monkeypatch):
+    from spatialdomains.models import METHODS
+
+    assert cl.resolve_method("kmeans", "X_staig") == "kmeans"  # an explicit choice overrides for every method
+    assert cl.resolve_method("auto", "X_other") == cl.AUTO_FALLBACK == "mclust"
+    for name, spec in METHODS.items():
+        assert spec.cluster_algorithm in cl.METHODS and spec.cluster_algorithm != "auto"
+        assert cl.resolve_method("auto", f"X_{name}") == spec.cluster_algorithm
+
+    # cluster() defaults to auto and records what it resolved to; a method whose default is k-means runs k-means
+    import dataclasses
+
+    monkeypatch.setitem(METHODS, "toy", dataclasses.replace(METHODS["staig"], name="toy", cluster_algorithm="kmeans"))
+    X, y = blobs4
+    adata = _adata(X)
+    adata.obsm["X_toy"] = X
+    cl.cluster(adata, 4, use_rep="X_toy", seed=0)
+    entry = adata.uns["spatialdomains"]["cluster_toy"]
+    assert entry["requested"] == "auto" and entry["method"] == "kmeans" and entry["backend"] == "kmeans"
+    np.testing.assert_array_equal(adata.obs["domain_toy"].astype(int).to_numpy(), cl.kmeans(X, 4, seed=0))
+    cl.cluster(adata, 4, use_rep="X_toy", method="gmm", seed=0)
+    assert adata.uns["spatialdomains"]["cluster_toy"]["backend"] == "gmm"
