@@ -13,8 +13,9 @@ Subcommands::
     python benchmarks/defaults.py cluster      # mclust / k-means / k-means on unit rows / Leiden-to-K
     python benchmarks/defaults.py consensus    # consensus of 3 and 5 seeds vs the mean single seed
     python benchmarks/defaults.py temperature  # STAIG tau grid: label-free criteria vs ARI
+    python benchmarks/defaults.py table        # defaults (and their 3-seed consensus) beside BANKSY
 
-Results: ``benchmarks/results/defaults_<subcommand>.{json,md}``. Scoring is that of
+Results: ``benchmarks/results/defaults_<subcommand>.{json,md}`` (``table``: ``defaults_vs_banksy``). Scoring is that of
 ``benchmarks/accuracy.py`` (K = 7, unlabelled spots dropped before scoring, ARI against the manual layers).
 """
 
@@ -388,6 +389,57 @@ def cmd_temperature(args) -> None:
     print("\n".join(lines))
 
 
+def default_variant(method: str) -> str:
+    """The ``VARIANTS`` name of what ``cluster(method="auto")`` runs on this method's embedding."""
+    from spatialdomains.cluster import resolve_method
+
+    name = resolve_method("auto", f"X_{method}")
+    return name.replace("_cosine", "_unit")
+
+
+def cmd_table(args) -> None:
+    """Each method with its defaults (default clustering; 3-seed consensus) beside BANKSY, per slice."""
+    from spatialdomains._utils import write_json_atomic, write_text_atomic
+
+    seeds = range(args.seeds)
+    rows = []
+    for method in args.methods.split(","):
+        variant = "mclust" if method == "banksy" else default_variant(method)
+        for sample in args.slices.split(","):
+            runs = list(each_cached(args.cache, method, sample, seeds))
+            if len(runs) < args.seeds:
+                continue
+            truth = runs[0][1]["truth"]
+            singles = [ari_on_labelled(truth, lab[variant]) for _, _, lab in runs]
+            cons = consensus_majority([np.asarray(lab[variant]) for _, _, lab in runs], N_DOMAINS)
+            rows.append({"method": method, "slice": sample, "clustering": variant, "n_seeds": len(runs),
+                         "ari_seeds": singles, "ari_mean": float(np.mean(singles)),
+                         "ari_sd": float(np.std(singles, ddof=1)), "ari_consensus": ari_on_labelled(truth, cons),
+                         "train_seconds": float(np.mean([d["info"].get("train_seconds", np.nan) for _, d, _ in runs]))})
+    banksy = {r["slice"]: r["ari_mean"] for r in rows if r["method"] == "banksy"}
+    lines = ["# Defaults vs BANKSY on DLPFC (ARI, same files, same scoring, same session)", "", PROTOCOL, "",
+             f"Seeds 0..{args.seeds - 1}. Each method clustered with its default (`cluster_algorithm=auto`; "
+             "BANKSY: mclust, its DLPFC recipe); `consensus` = the seeds' consensus labels "
+             "(`spatialdomains consensus`). Train seconds on the shared 2-core CPU (one thread, nice 10, load "
+             "~20): not comparable with idle figures.", "",
+             "| method | clustering | slice | ARI per seed | mean ± sd | consensus | BANKSY mean | >= BANKSY | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = banksy.get(r["slice"])
+        ok = "" if b is None or r["method"] == "banksy" else ("yes" if r["ari_consensus"] >= b else "no")
+        lines.append(f"| {r['method']} | {r['clustering']} | {r['slice']} | "
+                     f"{' / '.join(f'{v:.3f}' for v in r['ari_seeds'])} | {r['ari_mean']:.3f} ± {r['ari_sd']:.3f} | "
+                     f"{r['ari_consensus']:.3f} | {'' if b is None else f'{b:.3f}'} | {ok} | {r['train_seconds']:.0f} |")
+    lines += ["", "| method | median of per-slice mean | median consensus | worst slice (consensus) |", "|---|---|---|---|"]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == method]
+        lines.append(f"| {method} | {np.median([r['ari_mean'] for r in sel]):.3f} | "
+                     f"{np.median([r['ari_consensus'] for r in sel]):.3f} | {min(r['ari_consensus'] for r in sel):.3f} |")
+    write_json_atomic(RESULTS / "defaults_vs_banksy.json", {"protocol": PROTOCOL, "rows": rows})
+    write_text_atomic(RESULTS / "defaults_vs_banksy.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def cmd_fit(args) -> None:
     overrides = parse_sets(args.set)
     for method in args.methods.split(","):
@@ -410,13 +462,17 @@ def main(argv=None) -> int:
     t = sub.add_parser("temperature", help="STAIG tau grid, label-free criteria")
     t.add_argument("--grid", default="10,20,35")
     t.add_argument("--clustering", default="mclust")
-    for s in (c, k):
+    b = sub.add_parser("table", help="defaults vs BANKSY per slice")
+    b.add_argument("--seeds", type=int, default=3, help="seeds 0..n-1")
+    for s in (c, k, b):
         s.add_argument("--methods", default="staig,spotscape,banksy")
         s.add_argument("--slices", default=",".join(DEFAULT_SLICES))
         s.add_argument("--max-seed", type=int, default=5, help="use seeds 0..max-seed-1 found in the cache")
     t.add_argument("--slices", default=",".join(DEFAULT_SLICES))
     t.add_argument("--max-seed", type=int, default=2)
-    for s in (f, c, k, t):
+    for s in (b,):
+        s.add_argument("--slices", default=",".join(DEFAULT_SLICES))
+    for s in (f, c, k, t, b):
         s.add_argument("--data", type=Path, default=DEFAULT_DATA)
         s.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = p.parse_args(argv)
@@ -424,7 +480,8 @@ def main(argv=None) -> int:
 
     _logging.configure("WARNING")
     warnings.filterwarnings("ignore")
-    {"fit": cmd_fit, "cluster": cmd_cluster, "consensus": cmd_consensus, "temperature": cmd_temperature}[args.cmd](args)
+    {"fit": cmd_fit, "cluster": cmd_cluster, "consensus": cmd_consensus, "temperature": cmd_temperature,
+     "table": cmd_table}[args.cmd](args)
     return 0
 
 

@@ -35,8 +35,11 @@ __all__ = [
     "cluster",
 ]
 
-Method = Literal["auto", "mclust", "gmm", "kmeans", "leiden"]
-METHODS: tuple[str, ...] = ("auto", "mclust", "gmm", "kmeans", "leiden")
+Method = Literal["auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine"]
+#: ``*_cosine``: the same clustering of the L2-normalised embedding (cosine geometry, which the contrastive
+#: losses shape)
+METHODS: tuple[str, ...] = ("auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine")
+COSINE_SUFFIX = "_cosine"
 AUTO_FALLBACK = "mclust"  #: what ``"auto"`` runs on an embedding no registered method owns
 DEFAULT_SEED = 2023  #: STAIG's R seed for mclust
 DEFAULT_MAX_FIT = 20_000  #: above this many spots mclust is fitted on a subsample and predicts the rest
@@ -454,7 +457,8 @@ def cluster(
         ``"auto"`` (the default clustering of the method that owns ``use_rep``, see
         :func:`resolve_method`), ``"mclust"`` (R mclust EEE; falls back to the tied GMM with a warning
         when R or mclust is missing), ``"gmm"`` (tied GMM), ``"kmeans"`` or ``"leiden"`` (uses
-        ``resolution``).
+        ``resolution``); ``"mclust_cosine"`` / ``"kmeans_cosine"`` run mclust / k-means on the
+        embedding with every row scaled to unit length.
     refine
         Apply :func:`refine_labels` (15-NN spatial majority vote within each ``obs['slice']``).
     refine_n_neighbors
@@ -477,7 +481,7 @@ def cluster(
     ``None``, or the copy when ``copy=True``. Writes
     ``obs[key_added]``: categorical of strings ``'0'``, ``'1'``, …;
     ``uns['spatialdomains']['cluster_<name>']``: the parameters (``method`` resolved, ``requested`` as
-    given), ``backend`` (``mclust``,
+    given, ``l2_normalised``), ``backend`` (``mclust``,
     ``gmm_tied_fallback``, ``gmm``, ``kmeans``, ``leiden``), ``n_clusters``, ``k_selection``
     (``argument`` / ``silhouette`` / ``resolution``), ``silhouette_scores`` when K was searched, and a
     ``warning`` when the fallback ran.
@@ -492,11 +496,15 @@ def cluster(
     if method == "leiden" and n_clusters is not None:
         raise InputError("method='leiden' sets the number of domains by resolution; leave n_clusters=None")
     X = _check_embedding(adata.obsm[use_rep], n_clusters, name=f"obsm[{use_rep!r}]")
+    resolved, cosine = method, method.endswith(COSINE_SUFFIX)
+    if cosine:
+        method = method[: -len(COSINE_SUFFIX)]
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     name = _name_from_rep(use_rep)
     key_added = key_added or domain_key(name)
     step = f"cluster_{key_added[len('domain_'):] if key_added.startswith('domain_') else key_added}"
     adata = adata.copy() if copy else adata
-    start = logg.info(f"clustering obsm[{use_rep!r}] with {method}" + (" (auto)" if requested == "auto" else ""))
+    start = logg.info(f"clustering obsm[{use_rep!r}] with {resolved}" + (" (auto)" if requested == "auto" else ""))
 
     backend, warning = method, None
     if method == "mclust" and not mclust_available():
@@ -557,8 +565,9 @@ def cluster(
         step,
         {
             "use_rep": use_rep,
-            "method": method,
+            "method": resolved,
             "requested": requested,
+            "l2_normalised": cosine,
             "backend": backend,
             "warning": warning,
             "n_clusters": None if n_clusters is None else int(n_clusters),

@@ -323,3 +323,18 @@ def test_auto_resolves_to_each_methods_registered_default(blobs4, monkeypatch):
     np.testing.assert_array_equal(adata.obs["domain_toy"].astype(int).to_numpy(), cl.kmeans(X, 4, seed=0))
     cl.cluster(adata, 4, use_rep="X_toy", method="gmm", seed=0)
     assert adata.uns["spatialdomains"]["cluster_toy"]["backend"] == "gmm"
+
+
+def test_cosine_variants_cluster_the_unit_rows(blobs4):
+    from spatialdomains.cli._methods import CLUSTER_ALGORITHMS
+
+    assert list(CLUSTER_ALGORITHMS) == list(cl.METHODS)  # the CLI offers exactly the library's choices
+    X, _ = blobs4
+    X = X - X.min(0) + 1.0  # rows with different lengths, so the normalisation matters
+    scale = np.random.default_rng(0).uniform(0.5, 5.0, size=(len(X), 1))
+    adata = _adata(X * scale)  # same directions, random lengths
+    cl.cluster(adata, 4, method="kmeans_cosine", seed=0)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_array_equal(adata.obs["domain_staig"].astype(int).to_numpy(), cl.kmeans(unit, 4, seed=0))
+    entry = adata.uns["spatialdomains"]["cluster_staig"]
+    assert entry["method"] == "kmeans_cosine" and entry["backend"] == "kmeans" and entry["l2_normalised"] is True

@@ -9,6 +9,11 @@ import click
 from ._base import input_option, main, output_option, threads_option
 
 
+#: ``spatialdomains.cluster.METHODS`` (spelled out so that --help imports no numerical library; a test keeps
+#: the two equal)
+CLUSTER_ALGORITHMS = ["auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine"]
+
+
 def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for item in params:
@@ -105,9 +110,10 @@ def train_cmd(input_path: Path, output: Path, method: str, n_domains, seed, devi
 @output_option("Output .h5ad with obs['domain_<method>'].")
 @click.option("--method", required=True, help="Whose embedding to cluster (obsm['X_<method>']).")
 @click.option("--n-domains", type=click.IntRange(min=2), default=None, help="K; else chosen by silhouette.")
-@click.option("--algorithm", type=click.Choice(["auto", "mclust", "gmm", "kmeans", "leiden"]), default="auto",
+@click.option("--algorithm", type=click.Choice(CLUSTER_ALGORITHMS), default="auto",
               show_default=True, help="auto = the method's own default (`spatialdomains methods` shows it); "
-              "mclust (EEE, R) falls back to a tied GMM when R/mclust is missing.")
+              "mclust (EEE, R) falls back to a tied GMM when R/mclust is missing; *_cosine = on the "
+              "L2-normalised embedding.")
 @click.option("--refine/--no-refine", default=False, show_default=True,
               help="Spatial refinement: majority vote over the 15 nearest spots (per slice).")
 @click.option("--k-min", type=click.IntRange(min=2), default=5, show_default=True)
@@ -168,7 +174,7 @@ def consensus_cmd(inputs, method: str, group, domains_csv: Path, metrics_path: P
               help="Metrics JSON (ARI/NMI/CA with truth, SC/DB, batch metrics, stage times).")
 @click.option("--truth-key", default="truth", show_default=True, help="obs column with manual labels.")
 @click.option("--platform", default=None, help="Graph defaults; guessed (visium when array_row exists).")
-@click.option("--algorithm", type=click.Choice(["auto", "mclust", "gmm", "kmeans", "leiden"]), default="auto",
+@click.option("--algorithm", type=click.Choice(CLUSTER_ALGORITHMS), default="auto",
               show_default=True, help="Clustering; auto = the method's own default.")
 @click.option("--refine/--no-refine", default=None, help="Spatial refinement (default: on for one slice).")
 @method_options

@@ -1038,6 +1038,7 @@ register(MethodSpec(
     config_class=SpotscapeConfig,
     fit=fit_spotscape,
     prep=_spotscape_prep(),
+    cluster_algorithm="kmeans_cosine",  # benchmarks/results/defaults_cluster.md
     description="Spotscape: Similarity Telescope relation consistency + prototypical contrast + similarity "
                 "scaling (Oh et al., ICML 2025); multi-slice integration without alignment",
 ))
