@@ -141,7 +141,22 @@ def run_spotscape(slices: list, ctx: RunContext) -> MethodOutput:
     return run_registered("spotscape", slices, ctx)
 
 
+_BANKSY_CACHE: dict[tuple, MethodOutput] = {}
+
+
 def run_banksy(slices: list, ctx: RunContext) -> MethodOutput:
+    """BANKSY's embedding, computed once per group and options (see :func:`banksy_embedding`).
+
+    Its only randomness besides mclust is a randomised 20-component PCA (exact to rounding), so the
+    seeds of a group share the embedding and differ in mclust's seed, which :func:`score` sets.
+    """
+    key = (tuple(str(a.obs["slice"].iloc[0]) for a in slices), tuple(sorted(ctx.overrides.items())))
+    if key not in _BANKSY_CACHE:
+        _BANKSY_CACHE[key] = banksy_embedding(slices, ctx)
+    return _BANKSY_CACHE[key]
+
+
+def banksy_embedding(slices: list, ctx: RunContext) -> MethodOutput:
     """BANKSY (pybanksy from PyPI) with its own DLPFC recipe: lambda 0.2, k_geom 18, AGF (max_m 1), PCA 20.
 
     Expression: every gene of the file (the DLPFC files hold 5000 preselected genes), ``normalize_total``

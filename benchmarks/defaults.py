@@ -470,8 +470,6 @@ def main(argv=None) -> int:
         s.add_argument("--max-seed", type=int, default=5, help="use seeds 0..max-seed-1 found in the cache")
     t.add_argument("--slices", default=",".join(DEFAULT_SLICES))
     t.add_argument("--max-seed", type=int, default=2)
-    for s in (b,):
-        s.add_argument("--slices", default=",".join(DEFAULT_SLICES))
     for s in (f, c, k, t, b):
         s.add_argument("--data", type=Path, default=DEFAULT_DATA)
         s.add_argument("--cache", type=Path, default=DEFAULT_CACHE)

@@ -6,9 +6,10 @@ Files written to ``outdir`` (each only when its inputs are given):
     one row per slice: spots and genes before/after QC, median counts, genes and mitochondrial %.
 ``spatialdomains_metrics_mqc.tsv``
     one row per group x method x seed (sample ``<group>_<method>_s<seed>``): every metric of
-    ``spatialdomains evaluate``.
+    ``spatialdomains evaluate``; and one per seed consensus (``<group>_<method>_consensus``, the label
+    metrics of ``spatialdomains consensus``).
 ``spatialdomains_summary_mqc.tsv``
-    one row per group x method: mean and sd over seeds of the headline metrics.
+    one row per group x method: mean and sd over seeds of the headline metrics (consensus rows excluded).
 ``spatialdomains_ari_mqc.tsv``
     the mean ARI (with truth) or silhouette (without) per group x method, for a bar plot.
 ``spatialdomains_mqc_versions.yml``
