@@ -210,10 +210,17 @@ CONSENSUS = {"majority": consensus_majority, "coassoc_kmeans": consensus_coassoc
 # --------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------
-def cmd_cluster(args) -> None:
-    """ARI of every clustering variant on every cached default embedding; table per method."""
+def write_results(name: str, payload: dict, text: str) -> None:
+    """``benchmarks/results/<name>.json`` (with the protocol) and ``<name>.md``; the table is printed too."""
     from spatialdomains._utils import write_json_atomic, write_text_atomic
 
+    write_json_atomic(RESULTS / f"{name}.json", {"protocol": PROTOCOL, **payload})
+    write_text_atomic(RESULTS / f"{name}.md", text)
+    print(text)
+
+
+def cmd_cluster(args) -> None:
+    """ARI of every clustering variant on every cached default embedding; table per method."""
     runs = []
     for method in args.methods.split(","):
         for sample in args.slices.split(","):
@@ -226,9 +233,7 @@ def cmd_cluster(args) -> None:
                 runs.append(row)
                 print(json.dumps(row), flush=True)
     summary = summarise_variants(runs, VARIANTS)
-    write_json_atomic(RESULTS / "defaults_cluster.json", {"protocol": PROTOCOL, "runs": runs, "summary": summary})
-    write_text_atomic(RESULTS / "defaults_cluster.md", cluster_markdown(summary, VARIANTS))
-    print(cluster_markdown(summary, VARIANTS))
+    write_results("defaults_cluster", {"runs": runs, "summary": summary}, cluster_markdown(summary, VARIANTS))
 
 
 PROTOCOL = ("DLPFC 151673-151676, each method's default preprocessing/graph/config, one cached embedding per "
@@ -271,8 +276,6 @@ def cluster_markdown(summary: list[dict], variants) -> str:
 
 def cmd_consensus(args) -> None:
     """Consensus of the first 3 and 5 seeds vs the mean single seed, per clustering variant."""
-    from spatialdomains._utils import write_json_atomic, write_text_atomic
-
     rows = []
     for method in args.methods.split(","):
         for sample in args.slices.split(","):
@@ -314,14 +317,11 @@ def cmd_consensus(args) -> None:
         med = {c: np.median([r[c] for r in sel]) for c in ("single_mean", *CONSENSUS)}
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {med['single_mean']:.3f} | {med['majority']:.3f} | "
                      f"{med['coassoc_kmeans']:.3f} | {med['coassoc_average']:.3f} |")
-    write_json_atomic(RESULTS / "defaults_consensus.json", {"protocol": PROTOCOL, "rows": rows})
-    write_text_atomic(RESULTS / "defaults_consensus.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("defaults_consensus", {"rows": rows}, "\n".join(lines) + "\n")
 
 
 def cmd_temperature(args) -> None:
     """STAIG tau grid: does a label-free criterion pick a tau that beats the fixed default?"""
-    from spatialdomains._utils import write_json_atomic, write_text_atomic
     from spatialdomains.metrics import davies_bouldin, silhouette
 
     grid = [float(t) for t in args.grid.split(",")]
@@ -384,9 +384,7 @@ def cmd_temperature(args) -> None:
         lines.append("| mean | " + f"{np.mean([p_['fixed'] for p_ in picks]):.3f} | "
                      f"{np.mean([p_['oracle'] for p_ in picks]):.3f} | "
                      + " | ".join(f"{np.mean([p_[c] for p_ in picks]):.3f}" for c in names) + " |")
-    write_json_atomic(RESULTS / "defaults_temperature.json", {"protocol": PROTOCOL, "rows": rows, "picks": picks})
-    write_text_atomic(RESULTS / "defaults_temperature.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("defaults_temperature", {"rows": rows, "picks": picks}, "\n".join(lines) + "\n")
 
 
 def default_variant(method: str) -> str:
@@ -399,8 +397,6 @@ def default_variant(method: str) -> str:
 
 def cmd_table(args) -> None:
     """Each method with its defaults (default clustering; 3-seed consensus) beside BANKSY, per slice."""
-    from spatialdomains._utils import write_json_atomic, write_text_atomic
-
     seeds = range(args.seeds)
     rows = []
     for method in args.methods.split(","):
@@ -435,9 +431,7 @@ def cmd_table(args) -> None:
         sel = [r for r in rows if r["method"] == method]
         lines.append(f"| {method} | {np.median([r['ari_mean'] for r in sel]):.3f} | "
                      f"{np.median([r['ari_consensus'] for r in sel]):.3f} | {min(r['ari_consensus'] for r in sel):.3f} |")
-    write_json_atomic(RESULTS / "defaults_vs_banksy.json", {"protocol": PROTOCOL, "rows": rows})
-    write_text_atomic(RESULTS / "defaults_vs_banksy.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("defaults_vs_banksy", {"rows": rows}, "\n".join(lines) + "\n")
 
 
 def cmd_fit(args) -> None:
