@@ -42,8 +42,11 @@ bench: setup  ## accuracy and scaling benchmarks (DLPFC from ../shared/bench/dat
 test-slurm: setup  ## test profile on a one-node SLURM cluster (scripts/slurm.sh, root), one job cancelled, vs local
 	SPATIALDOMAINS_TEST_SLURM=1 $(PY) -m pytest tests/slurm -s $(PYTEST_ARGS)
 
-test-containers: setup  ## build the CPU image when its inputs changed (podman), test profile in it vs the venv
-	TORCH_INDEX= bash scripts/containers.sh cpu-if-stale
+containers: setup  ## install podman (apt, as root) and build the image when its inputs changed
+	@bash scripts/containers.sh install
+	@bash scripts/containers.sh image-if-stale
+
+test-containers: containers  ## the image, then the test profile in it (podman) vs the venv, and its OCI archive
 	SPATIALDOMAINS_TEST_CONTAINERS=1 $(PY) -m pytest tests/containers -s $(PYTEST_ARGS)
 
 test-full: setup  ## -profile test_full capped to this machine (long); FULL_EXECUTOR=slurm for the SLURM cluster

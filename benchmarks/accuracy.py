@@ -125,7 +125,7 @@ def run_registered(method: str, slices: list, ctx: RunContext) -> MethodOutput:
     prep_s = time.perf_counter() - t0
     config = parse_overrides(spec.config_class, ctx.overrides)
     t0 = time.perf_counter()
-    res = spec.fit(adata, config=config, device=ctx.device, seed=ctx.seed, n_domains=N_DOMAINS)
+    res = spec.fit(adata, config=config, device=ctx.device, random_state=ctx.seed, n_domains=N_DOMAINS)
     info = {"prepare_seconds": prep_s, "train_seconds": time.perf_counter() - t0, "n_features": int(adata.n_vars),
             **{k: res.info[k] for k in ("variant", "edge_drop_source", "seconds_per_epoch", "device") if k in res.info}}
     if "loss" in res.history:
@@ -240,9 +240,9 @@ IMAGE_METHODS = {"staig"}
 # --------------------------------------------------------------------------------------------------
 def default_clustering(method: str) -> str:
     """The clustering ``cluster(method="auto")`` runs on this method's embedding (BANKSY: mclust, its recipe)."""
-    from spatialdomains.cluster import resolve_method
+    from spatialdomains.cluster import resolve_algorithm
 
-    return resolve_method("auto", f"X_{method}")
+    return resolve_algorithm("auto", f"X_{method}")
 
 
 def default_labels(embedding: np.ndarray, method: str, seed: int) -> np.ndarray:
@@ -254,7 +254,7 @@ def default_labels(embedding: np.ndarray, method: str, seed: int) -> np.ndarray:
 
     a = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(len(embedding))]))
     a.obsm[f"X_{method}"] = np.asarray(embedding)
-    cluster(a, N_DOMAINS, use_rep=f"X_{method}", seed=seed)
+    cluster(a, N_DOMAINS, use_rep=f"X_{method}", random_state=seed)
     return a.obs[f"domain_{method}"].astype(int).to_numpy()
 
 
@@ -266,9 +266,9 @@ def score(out: MethodOutput, seed: int, method: str = "") -> dict[str, Any]:
     truth = out.obs["truth"]
     lab = truth.notna().to_numpy()
     t0 = time.perf_counter()
-    labels = mclust(out.embedding, N_DOMAINS, seed=2023 + seed)
+    labels = mclust(out.embedding, N_DOMAINS, random_state=2023 + seed)
     refined = refine_labels(labels, out.coords, n_neighbors=15, slice_ids=slices)
-    kmeans = kmeans_fn(out.embedding, N_DOMAINS, seed=seed)  # Spotscape's paper evaluates with k-means
+    kmeans = kmeans_fn(out.embedding, N_DOMAINS, random_state=seed)  # Spotscape's paper evaluates with k-means
     default = default_clustering(method)
     auto = labels if default == "mclust" else default_labels(out.embedding, method, 2023 + seed)
     res: dict[str, Any] = {"cluster_seconds": time.perf_counter() - t0, "n_spots": int(len(labels)),

@@ -37,7 +37,7 @@ N_DOMAINS = 5
 def make(n_genes: int, pattern: str, seed: int, n_cells: int):
     from spatialdomains.synthetic import make_slice
 
-    return make_slice(n_cells, N_DOMAINS, n_genes, pattern=pattern, layout="scatter", seed=seed,
+    return make_slice(n_cells, N_DOMAINS, n_genes, pattern=pattern, layout="scatter", random_state=seed,
                       tissue_seed=seed, slice_id=f"cells_{pattern}_{n_genes}g_s{seed}")
 
 
@@ -51,7 +51,7 @@ def baseline(a, seed: int) -> np.ndarray:
     sc.pp.normalize_total(b, target_sum=1e4)
     sc.pp.log1p(b)
     sc.pp.pca(b, n_comps=min(30, b.n_vars - 1), random_state=seed)
-    return kmeans(b.obsm["X_pca"], N_DOMAINS, seed=seed)
+    return kmeans(b.obsm["X_pca"], N_DOMAINS, random_state=seed)
 
 
 def fit(method: str, a, seed: int, platform: str, overrides: dict) -> tuple[np.ndarray, float]:
@@ -62,7 +62,7 @@ def fit(method: str, a, seed: int, platform: str, overrides: dict) -> tuple[np.n
     spec = get_method(method)
     prepared = prepare_group([a], spec.prep_for(1), platform=platform)
     t0 = time.perf_counter()
-    res = spec.fit(prepared, config=parse_overrides(spec.config_class, overrides), device="cpu", seed=seed,
+    res = spec.fit(prepared, config=parse_overrides(spec.config_class, overrides), device="cpu", random_state=seed,
                    n_domains=N_DOMAINS)
     return np.asarray(res.embedding), time.perf_counter() - t0
 

@@ -111,10 +111,10 @@ def cluster_variants(X: np.ndarray, seed: int, k: int = N_DOMAINS) -> dict[str, 
     from spatialdomains import cluster as C
 
     out = {}
-    for name, fn in (("mclust", lambda: C.mclust(X, k, seed=2023 + seed)),
-                     ("kmeans", lambda: C.kmeans(X, k, seed=seed)),
-                     ("kmeans_unit", lambda: C.kmeans(unit_rows(X), k, seed=seed)),
-                     ("mclust_unit", lambda: C.mclust(unit_rows(X), k, seed=2023 + seed)),
+    for name, fn in (("mclust", lambda: C.mclust(X, k, random_state=2023 + seed)),
+                     ("kmeans", lambda: C.kmeans(X, k, random_state=seed)),
+                     ("kmeans_unit", lambda: C.kmeans(unit_rows(X), k, random_state=seed)),
+                     ("mclust_unit", lambda: C.mclust(unit_rows(X), k, random_state=2023 + seed)),
                      ("leiden_k", lambda: leiden_to_k(X, k, seed))):
         t0 = time.perf_counter()
         try:
@@ -134,7 +134,7 @@ def leiden_to_k(X: np.ndarray, k: int, seed: int) -> np.ndarray:
     best = None
     for _ in range(20):
         res = (lo + hi) / 2
-        lab = leiden(X, res, seed=seed, neighbors_method="gauss")
+        lab = leiden(X, res, random_state=seed, neighbors_method="gauss")
         n = int(lab.max()) + 1
         if best is None or abs(n - k) < abs(int(best.max()) + 1 - k):
             best = lab
@@ -189,7 +189,7 @@ def consensus_coassoc_kmeans(label_sets: list[np.ndarray], k: int) -> np.ndarray
     from spatialdomains.cluster import kmeans
 
     onehot = np.concatenate([np.eye(int(lab.max()) + 1)[lab] for lab in label_sets], axis=1)
-    return kmeans(onehot, k, seed=0)
+    return kmeans(onehot, k, random_state=0)
 
 
 def consensus_coassoc_average(label_sets: list[np.ndarray], k: int) -> np.ndarray:
@@ -339,7 +339,7 @@ def cmd_temperature(args) -> None:
             X = data["embedding"]
             lab = labels[clustering]
             row = {"slice": sample, "tau": tau, "seed": seed, "ari": ari_on_labelled(data["truth"], lab),
-                   "silhouette": silhouette(X, lab, seed=0), "silhouette_cosine": silhouette(unit_rows(X), lab, seed=0),
+                   "silhouette": silhouette(X, lab, random_state=0), "silhouette_cosine": silhouette(unit_rows(X), lab, random_state=0),
                    "davies_bouldin": davies_bouldin(X, lab), "final_loss": float(data["info"].get("final_loss", np.nan))}
             if len(fits) > 1:
                 from spatialdomains.metrics import ari
@@ -389,9 +389,9 @@ def cmd_temperature(args) -> None:
 
 def default_variant(method: str) -> str:
     """The ``VARIANTS`` name of what ``cluster(method="auto")`` runs on this method's embedding."""
-    from spatialdomains.cluster import resolve_method
+    from spatialdomains.cluster import resolve_algorithm
 
-    name = resolve_method("auto", f"X_{method}")
+    name = resolve_algorithm("auto", f"X_{method}")
     return name.replace("_cosine", "_unit")
 
 

@@ -79,15 +79,15 @@ def main(argv: list[str] | None = None) -> int:
                            epochs=1, device="cpu", random_state=tissue)
             image_s = time.perf_counter() - t0
             truth = adata.obs["truth"].astype(str).to_numpy()
-            image_only = metrics.ari(truth, mclust(adata.obsm["X_image"], args.n_domains, seed=2023))
+            image_only = metrics.ari(truth, mclust(adata.obsm["X_image"], args.n_domains, random_state=2023))
             for seed in [int(s) for s in args.seeds.split(",") if s]:
                 for variant in ("gene", "image"):
                     a = adata.copy()
                     if variant == "gene":
                         del a.obsm["X_image"]
                     t0 = time.perf_counter()
-                    res = fit_staig(a, config=config, seed=seed, device="cpu")
-                    labels = mclust(res.embedding, args.n_domains, seed=2023 + seed)
+                    res = fit_staig(a, config=config, random_state=seed, device="cpu")
+                    labels = mclust(res.embedding, args.n_domains, random_state=2023 + seed)
                     rec = {"tissue": tissue, "image_mode": mode, "seed": seed, "variant": variant,
                            "ari": metrics.ari(truth, labels), "image_only_ari": image_only,
                            "loss_variant": res.info["variant"], "edge_drop_source": res.info["edge_drop_source"],

@@ -83,7 +83,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     rss_before = proc.memory_info().rss
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    res = spec.fit(adata, config=config, device=device, seed=0,
+    res = spec.fit(adata, config=config, device=device, random_state=0,
                    train_options=TrainOptions(epochs=args.epochs, progress=False))
     fit_s = time.perf_counter() - t0
     cpu_s = time.process_time() - cpu0
@@ -100,8 +100,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "device": res.info.get("device"), "threads": torch.get_num_threads(),
         "loss_tile": res.info.get("loss_tile"), "variant": res.info.get("variant"),
     }
-    if "cuda_max_memory_allocated_mb" in res.info:
-        out["cuda_max_memory_allocated_mb"] = res.info["cuda_max_memory_allocated_mb"]
+    if "peak_gpu_mb" in res.info:  # STAIG called it cuda_max_memory_allocated_mb before 0.2
+        out["cuda_max_memory_allocated_mb"] = res.info["peak_gpu_mb"]
     return out
 
 

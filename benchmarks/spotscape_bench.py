@@ -64,7 +64,7 @@ def _labelled(adata):
 def kmeans_labels(emb: np.ndarray, k: int, seed: int) -> np.ndarray:
     from spatialdomains.cluster import kmeans
 
-    return np.asarray(kmeans(emb, k, seed=seed))
+    return np.asarray(kmeans(emb, k, random_state=seed))
 
 
 def mclust_labels(emb: np.ndarray, k: int, seed: int) -> np.ndarray | None:
@@ -73,7 +73,7 @@ def mclust_labels(emb: np.ndarray, k: int, seed: int) -> np.ndarray | None:
     if not mclust_available():
         print("mclust unavailable", file=sys.stderr)
         return None
-    return np.asarray(mclust(emb, k, seed=seed))
+    return np.asarray(mclust(emb, k, random_state=seed))
 
 
 def ari(a, b) -> float:
@@ -94,7 +94,7 @@ def fit(adata, seed: int = 0, n_domains: int | None = 7, device: str = "cpu", **
 
     cfg = SpotscapeConfig(**overrides)
     t = time.perf_counter()
-    res = fit_spotscape(adata, config=cfg, seed=seed, n_domains=n_domains, device=device,
+    res = fit_spotscape(adata, config=cfg, random_state=seed, n_domains=n_domains, device=device,
                         train_options=TrainOptions(epochs=cfg.epochs, progress=False))
     return res, time.perf_counter() - t
 
@@ -104,18 +104,20 @@ def fit_snapshots(adata, epochs: int, every: int = 100, seed: int = 0, n_domains
     import torch
 
     import spatialdomains.train as T
+    from spatialdomains.graph import adjacency_from_adata
     from spatialdomains.models import spotscape as S
+    from spatialdomains.nn import ConstantFeatures
 
     snaps: list[tuple[int, dict]] = []
     original = T.run_training
 
-    def wrapped(model, optimizer, step, options, name="model"):
-        def step_snap(i):
-            if i and i % every == 0:
-                snaps.append((i, {k: v.detach().clone() for k, v in model.state_dict().items()}))
-            return step(i)
+    def wrapped(model, optimizer, step, options, **kwargs):
+        def step_snap(epoch, batch):
+            if epoch and batch == 0 and epoch % every == 0:
+                snaps.append((epoch, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+            return step(epoch, batch)
 
-        return original(model, optimizer, step_snap, options, name=name)
+        return original(model, optimizer, step_snap, options, **kwargs)
 
     T.run_training = wrapped
     try:
@@ -126,12 +128,12 @@ def fit_snapshots(adata, epochs: int, every: int = 100, seed: int = 0, n_domains
     g = adata.n_vars
     model = S.Spotscape(S.SpotscapeEncoder(g, cfg.hidden_channels, cfg.out_channels, cfg.bn_momentum),
                         S.SpotscapeDecoder(cfg.out_channels, cfg.decoder_hidden, g))
-    feats = S._Features(adata.X, torch.device("cpu"), False)
-    ei = torch.as_tensor(np.stack(S._graph_csr(adata).nonzero()).astype(np.int64))
+    feats = ConstantFeatures(adata.X, torch.device("cpu"))
+    ei = torch.as_tensor(np.stack(adjacency_from_adata(adata).nonzero()).astype(np.int64))
     out = []
     for epoch, sd in snaps:
         model.load_state_dict(sd)
-        out.append((epoch, S._embed(model, feats, ei).numpy()))
+        out.append((epoch, model.embed(feats, ei).numpy()))
     out.append((epochs, res.embedding))
     return out, res, secs
 
@@ -273,7 +275,7 @@ def timing(n_spots: int, mode: str, epochs: int = 3, n_genes: int = 3000, n_slic
     adata = synthetic_group(n_spots, n_genes, n_slices, seed)
     cfg = SpotscapeConfig(epochs=epochs, batch_mode=mode, impute=False)
     t = time.perf_counter()
-    res = fit_spotscape(adata, config=cfg, seed=seed, n_domains=7, device="cpu",
+    res = fit_spotscape(adata, config=cfg, random_state=seed, n_domains=7, device="cpu",
                         train_options=TrainOptions(epochs=epochs, progress=False))
     hist = res.history
     row = {"task": "timing", "n_spots": n_spots, "n_genes": n_genes, "n_slices": n_slices, "mode": res.info["batch_mode"],

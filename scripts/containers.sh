@@ -1,20 +1,65 @@
 #!/usr/bin/env bash
-# Build the pipeline's container images with podman (or docker) from the repository's Dockerfiles.
-#   scripts/containers.sh base        # debootstrap a bookworm base and import it as localhost/bookworm-base:1
-#   scripts/containers.sh cpu         # build spatialdomains-cpu (on the local base when no registry is reachable)
-#   scripts/containers.sh gpu         # build spatialdomains-gpu (needs the nvidia/cuda base image pulled first)
-#   scripts/containers.sh cpu-if-stale  # build spatialdomains-cpu only when the local image was built from other inputs
-# Environment: ENGINE (podman|docker), CPU_BASE (default: the local debootstrap base if present, else
-# debian:bookworm-slim), TORCH_INDEX (empty = PyPI's torch), PIP_CERT_FILE (CA bundle pip must trust).
+# Build the pipeline's container image (one for CPU and GPU) from containers/spatialdomains/Dockerfile.
+#   scripts/containers.sh install          # podman, runc, debootstrap... through apt, as root (idempotent)
+#   scripts/containers.sh base             # debootstrap a bookworm base and import it as localhost/bookworm-base:1
+#   scripts/containers.sh image            # build localhost/spatialdomains:<version> (on the local base if present)
+#   scripts/containers.sh image-if-stale   # build it only when the image was built from other inputs
+#   scripts/containers.sh oci-archive FILE # write the image as an OCI archive (for `singularity build`)
+# Each step prints one line with its time. Environment: ENGINE (podman|docker), BASE_IMAGE (default: the local
+# debootstrap base if present, else debian:bookworm-slim), TORCH_INDEX (extra torch index; empty = PyPI's
+# torch), PIP_CERT_FILE (CA bundle pip must trust).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENGINE=${ENGINE:-podman}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE=localhost/spatialdomains:$VERSION
+DOCKERFILE=containers/spatialdomains/Dockerfile
 LOCAL_BASE=localhost/bookworm-base:1
 ENGINE_OPTS=()
 # Machines with hybrid cgroups need runc (crun fails) and ulimits within the host's hard limits.
 if [ "$ENGINE" = podman ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then ENGINE_OPTS+=(--runtime runc); fi
 BUILD_OPTS=(--ulimit nofile=20000:20000 --ulimit nproc=32768:32768)
+
+exists() { $ENGINE image inspect "$1" >/dev/null 2>&1; }
+now() { date +%s.%N; }
+step() {  # step NAME COMMAND...: run, print one line with the time and the last output line; the log on failure
+    local name=$1; shift
+    local t0 log rc=0; t0=$(now); log=$(mktemp)
+    # in the background, so that `set -e` holds inside the step (bash ignores it in an `if` condition)
+    ( "$@" ) >"$log" 2>&1 & wait $! || rc=$?
+    if [ $rc -eq 0 ]; then
+        printf 'containers: %-28s %7.1f s  %s\n' "$name" "$(awk "BEGIN{print $(now) - $t0}")" "$(tail -n 1 "$log")"
+        rm -f "$log"
+    else
+        printf 'containers: %-28s FAILED\n' "$name"; cat "$log"; rm -f "$log"; exit 1
+    fi
+}
+
+# What `install` puts on a Debian/Ubuntu host for rootful podman: runc (crun fails on hybrid cgroups),
+# netavark, aardvark-dns and iptables (the network of the build's RUN steps: netavark fails without iptables),
+# uidmap, fuse-overlayfs and slirp4netns (rootless podman needs them), catatonit (`podman run --init`),
+# debootstrap (the base image, where no registry is reachable).
+PACKAGES=(podman runc netavark aardvark-dns iptables uidmap fuse-overlayfs slirp4netns catatonit debootstrap)
+COMMANDS=(podman runc /usr/lib/podman/netavark /usr/lib/podman/aardvark-dns iptables newuidmap fuse-overlayfs slirp4netns
+          catatonit debootstrap)
+
+install_() {
+    [ "$ENGINE" = podman ] || { echo "ENGINE=$ENGINE: install it yourself (only podman is installed here)"; return; }
+    local missing=() i
+    for i in "${!PACKAGES[@]}"; do
+        command -v "${COMMANDS[$i]}" >/dev/null || [ -x "${COMMANDS[$i]}" ] || missing+=("${PACKAGES[$i]}")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then echo "$(podman --version), $(runc --version | head -n1), debootstrap present"; return; fi
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "missing: ${missing[*]}" >&2
+        echo "install them as root first: sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+        echo "(elsewhere: podman or docker from your distribution; set ENGINE=docker for docker)" >&2
+        return 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    echo "installed ${missing[*]}"
+}
 
 pip_cert() {
     # The CA bundle the host's pip trusts (a corporate TLS proxy adds its CA there); it is mounted as a
@@ -24,9 +69,9 @@ pip_cert() {
     if [ -n "$cert" ] && [ -f "$cert" ]; then echo "--secret=id=pipcert,src=$cert"; fi
 }
 
-base() {
-    if $ENGINE image exists "$LOCAL_BASE" 2>/dev/null; then echo "$LOCAL_BASE present"; return; fi
-    command -v debootstrap >/dev/null || { echo "install debootstrap (apt-get install debootstrap)" >&2; exit 1; }
+base_() {
+    if exists "$LOCAL_BASE"; then echo "$LOCAL_BASE present"; return; fi
+    command -v debootstrap >/dev/null || { echo "install debootstrap: scripts/containers.sh install" >&2; return 1; }
     local mirror rootfs
     mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
     mirror=${mirror:-http://deb.debian.org/debian}
@@ -35,70 +80,79 @@ base() {
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -c . | $ENGINE import - "$LOCAL_BASE" >/dev/null
     rm -rf "$rootfs"
-    echo "imported $LOCAL_BASE"
+    echo "imported $LOCAL_BASE from $mirror"
 }
 
-# What the CPU image is made from: its Dockerfile, the torch index and the files it copies. Recorded as the
-# image label org.spatialdomains.inputs, so a build can be skipped when nothing changed.
+# What the image is made from: its Dockerfile, the torch index and the files it copies. Recorded as the image
+# label org.spatialdomains.inputs, so a build is skipped when nothing changed.
 inputs_hash() {
     {
-        cat containers/cpu/Dockerfile
-        echo "TORCH_INDEX=${TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
-        find pyproject.toml README.md LICENSE requirements/lock.txt src -type f \
+        cat "$DOCKERFILE"
+        echo "TORCH_INDEX=${TORCH_INDEX:-}"
+        find pyproject.toml LICENSE requirements/lock.txt src -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
     } | sha256sum | cut -c1-16
 }
 
-# A field of `$ENGINE image inspect` (JSON; no Go template, which nf-core lint reads as a Jinja string)
-image_field() {
+image_label() {  # the inputs label of an image (JSON; a Go template would be read as Jinja by nf-core lint)
     $ENGINE image inspect "$1" 2>/dev/null | python3 -c "import json, sys
 img = json.load(sys.stdin)[0]
-print({'created': lambda: img['Created'], 'inputs': lambda: (img.get('Labels') or img['Config'].get('Labels') or {}).get('org.spatialdomains.inputs', '')}['$2']())"
+print((img.get('Labels') or img['Config'].get('Labels') or {}).get('org.spatialdomains.inputs', ''))"
 }
 
-# An image without the label (built before it existed): the same files inside it as here, and built after the
-# Dockerfile last changed?
-unlabelled_image_is_current() {
-    local tag=$1 created dockerfile_mtime files
-    created=$(date -d "$(image_field "$tag" created)" +%s) || return 1
-    dockerfile_mtime=$(stat -c %Y containers/cpu/Dockerfile)
-    [ "$dockerfile_mtime" -lt "$created" ] || return 1
-    files='find pyproject.toml README.md LICENSE requirements/lock.txt src -type f ! -path "*/__pycache__/*" ! -name "*.pyc" ! -path "*.egg-info/*" | LC_ALL=C sort | xargs sha256sum'
-    diff <($ENGINE "${ENGINE_OPTS[@]}" run --rm "${BUILD_OPTS[@]}" -w /opt/spatialdomains "$tag" bash -c "$files" 2>/dev/null) \
-         <(bash -c "$files") >/dev/null
-}
+size_of() { $ENGINE image inspect "$1" | python3 -c "import json, sys; print(f'{json.load(sys.stdin)[0][\"Size\"] / 1e9:.2f} GB')"; }
 
-cpu_if_stale() {
-    local tag="localhost/spatialdomains-cpu:$VERSION" want have
-    want=$(inputs_hash)
-    if $ENGINE image exists "$tag" 2>/dev/null; then
-        have=$(image_field "$tag" inputs || true)
-        if [ "$have" = "$want" ]; then echo "$tag is current (inputs $want): not rebuilt"; return; fi
-        if [ -z "$have" ] && unlabelled_image_is_current "$tag"; then
-            echo "$tag (no inputs label) holds the current src, lock and pyproject: not rebuilt"; return
-        fi
-        echo "$tag was built from other inputs (${have:-unlabelled}, now $want): rebuilding"
-    fi
-    base
-    cpu
-}
-
-cpu() {
-    local base_image=${CPU_BASE:-}
+image_() {
+    local base_image=${BASE_IMAGE:-}
     if [ -z "$base_image" ]; then
-        if $ENGINE image exists "$LOCAL_BASE" 2>/dev/null; then base_image=$LOCAL_BASE; else base_image=debian:bookworm-slim; fi
+        if exists "$LOCAL_BASE"; then base_image=$LOCAL_BASE; else base_image=debian:bookworm-slim; fi
     fi
+    # podman writes OCI images by default; the docker format keeps the image's SHELL (Docker builds it anyway)
+    if [ "$ENGINE" = podman ]; then ENGINE_OPTS+=(build --format docker); else ENGINE_OPTS+=(build); fi
     # shellcheck disable=SC2046
-    $ENGINE "${ENGINE_OPTS[@]}" build --format docker "${BUILD_OPTS[@]}" $(pip_cert) \
-        --build-arg BASE="$base_image" --build-arg TORCH_INDEX="${TORCH_INDEX-https://download.pytorch.org/whl/cpu}" \
-        --label "org.spatialdomains.inputs=$(inputs_hash)" \
-        -f containers/cpu/Dockerfile -t "localhost/spatialdomains-cpu:$VERSION" .
+    $ENGINE "${ENGINE_OPTS[@]}" "${BUILD_OPTS[@]}" $(pip_cert) \
+        --build-arg BASE="$base_image" --build-arg TORCH_INDEX="${TORCH_INDEX:-}" \
+        --label "org.spatialdomains.inputs=$(inputs_hash)" -f "$DOCKERFILE" -t "$IMAGE" .
+    # the layers of the previous build of this tag, now untagged
+    $ENGINE image prune -f --filter label=org.spatialdomains.inputs >/dev/null
+    echo "built $IMAGE ($(size_of "$IMAGE"), inputs $(inputs_hash))"
 }
 
-gpu() {
-    # shellcheck disable=SC2046
-    $ENGINE "${ENGINE_OPTS[@]}" build --format docker "${BUILD_OPTS[@]}" $(pip_cert) \
-        -f containers/gpu/Dockerfile -t "localhost/spatialdomains-gpu:$VERSION" .
+image_current() {
+    local want have
+    want=$(inputs_hash)
+    exists "$IMAGE" || { echo "$IMAGE missing"; return 1; }
+    have=$(image_label "$IMAGE" || true)
+    [ "$have" = "$want" ] && { echo "$IMAGE is current (inputs $want, $(size_of "$IMAGE")): not rebuilt"; return; }
+    echo "$IMAGE was built from other inputs (${have:-unlabelled}, now $want)"
+    return 1
 }
 
-for target in "$@"; do "${target//-/_}"; done
+image_if_stale() {
+    local why
+    if why=$(image_current); then step "image $VERSION" echo "$why"; return; fi
+    echo "containers: $why: building"
+    build
+}
+
+build() {  # the local base first, unless BASE_IMAGE names one (e.g. debian:bookworm-slim where a registry is reachable)
+    [ -n "${BASE_IMAGE:-}" ] || step "base image (debootstrap)" base_
+    step "image $VERSION (build)" image_
+}
+
+oci_archive() {
+    local out=${1:?usage: scripts/containers.sh oci-archive FILE}
+    [ "$ENGINE" = podman ] || { echo "oci-archive needs podman (Docker: singularity build ... docker-daemon://$IMAGE)" >&2; return 1; }
+    rm -f "$out"
+    $ENGINE save --format oci-archive -o "$out" "$IMAGE"
+    echo "wrote $out ($(du -h "$out" | cut -f1)) from $IMAGE"
+}
+
+case "${1:-}" in
+    install) step "install (apt)" install_ ;;
+    base) step "base image (debootstrap)" base_ ;;
+    image) build ;;
+    image-if-stale) image_if_stale ;;
+    oci-archive) step "oci archive" oci_archive "${2:-}" ;;
+    *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+esac

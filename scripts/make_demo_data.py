@@ -17,7 +17,7 @@ if __name__ == "__main__":
     for old in OUT.glob("*"):
         if old.is_file():
             old.unlink()
-    sheet = simulate_to_dir(OUT, n_spots=1500, n_slices=2, n_domains=5, n_genes=500, image=True, seed=0,
+    sheet = simulate_to_dir(OUT, n_spots=1500, n_slices=2, n_domains=5, n_genes=500, image=True, random_state=0,
                             pattern="layers", layout="visium", batch_effect=0.3, group="demo", platform="visium",
                             gmt=True, image_format="jpg", image_size=1600, counts_layer=False)
     total = sum(p.stat().st_size for p in OUT.iterdir())

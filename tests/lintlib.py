@@ -1,4 +1,4 @@
-"""Checks shared by `make lint` (scripts/lint.py) and the tests (tests/unit/test_lint.py)."""
+"""Checks run by `make lint` (scripts/lint.py); tests/pipeline/test_modules.py runs the module checks too."""
 
 from __future__ import annotations
 
@@ -112,6 +112,74 @@ def check_dockerfiles(root: Path) -> list[str]:
     return problems
 
 
+_MODULE_REQUIRED = ("name", "description", "keywords", "tools", "input", "output", "authors")
+
+
+def _channel_names(section: str) -> list[list[str]]:
+    """Element names of each channel of a module's input: section, e.g. ``tuple val(meta), path(h5ad)`` ->
+    ``['meta', 'h5ad']`` and ``path gmt`` -> ``['gmt']``."""
+    channels = []
+    for line in section.splitlines():
+        code = line.split("//")[0].strip()
+        if not code:
+            continue
+        names = re.findall(r"\b(?:val|path|env)\(\s*([A-Za-z_]\w*)", code)
+        if not names:
+            m = re.match(r"^(?:val|path|env)\s+([A-Za-z_]\w*)", code)
+            names = [m.group(1)] if m else []
+        if names:
+            channels.append(names)
+    return channels
+
+
+def check_modules(root: Path) -> list[str]:
+    """Every module has a meta.yml in the nf-core shape that documents exactly its inputs and emits; modules read
+    no meta key but ``id`` (the rest reaches them as inputs or ``ext.args``); versions.yml holds versions only."""
+    import yaml
+
+    problems = []
+    for main in sorted((root / "modules").glob("**/main.nf")):
+        rel = main.parent.relative_to(root)
+        text = main.read_text()
+        meta_yml = main.parent / "meta.yml"
+        if not meta_yml.exists():
+            problems.append(f"{rel}: meta.yml is missing")
+            continue
+        doc = yaml.safe_load(meta_yml.read_text()) or {}
+        for key in _MODULE_REQUIRED:
+            if not doc.get(key):
+                problems.append(f"{rel}/meta.yml: '{key}' is missing or empty")
+        name = "_".join(rel.parts[2:])   # modules/<local|nf-core>/<tool>[/<subtool>]
+        if doc.get("name") != name:
+            problems.append(f"{rel}/meta.yml: name {doc.get('name')!r}, expected {name!r}")
+        if len(doc.get("keywords") or []) < 3:
+            problems.append(f"{rel}/meta.yml: give at least 3 keywords")
+        m = re.search(r"\n\s*input:\n(.*?)\n\s*output:\n(.*?)\n\s*when:", text, re.S)
+        if not m:
+            problems.append(f"{rel}: no input:/output:/when: sections found")
+            continue
+        declared = [n for ch in _channel_names(m.group(1)) for n in ch]
+        documented = []
+        for channel in doc.get("input") or []:
+            for element in channel if isinstance(channel, list) else [channel]:
+                documented.extend(element)
+        if declared != documented:
+            problems.append(f"{rel}/meta.yml: input {documented} does not match main.nf {declared}")
+        emits = re.findall(r"emit:\s*(\w+)", m.group(2))
+        if list(doc.get("output") or {}) != emits:
+            problems.append(f"{rel}/meta.yml: output {list(doc.get('output') or {})} does not match the emits {emits}")
+        for element in (e for ch in (doc.get("input") or []) for e in (ch if isinstance(ch, list) else [ch])):
+            for name, spec in element.items():
+                if not isinstance(spec, dict) or not spec.get("type") or not spec.get("description"):
+                    problems.append(f"{rel}/meta.yml: input '{name}' needs a type and a description")
+        if "local" in rel.parts:
+            for key in sorted(set(re.findall(r"\bmeta\.(\w+)", text)) - {"id"}):
+                problems.append(f"{rel}: reads meta.{key} (pass it as an input or through ext.args)")
+        if "# container:" in text:
+            problems.append(f"{rel}: versions.yml carries a '# container:' line (the trace records the container)")
+    return problems
+
+
 def check_nfcore(root: Path) -> list[str]:
     """``nf-core pipelines lint`` and ``schema lint``, offline (settings in .nf-core.yml)."""
     nfcore = root / ".venv-nfcore/bin/nf-core"
@@ -129,4 +197,5 @@ def check_nfcore(root: Path) -> list[str]:
 
 
 def run_all(root: Path) -> list[str]:
-    return check_json_schemas(root) + check_params_match(root) + check_dockerfiles(root) + check_nfcore(root)
+    return (check_json_schemas(root) + check_params_match(root) + check_modules(root) + check_dockerfiles(root)
+            + check_nfcore(root))

@@ -6,8 +6,8 @@
     group x method:         PREPARE
     group x method x seed:  TRAIN -> CLUSTER -> EVALUATE
     group x method x seed:  ANALYSE (marker genes, enrichment)
-    group:                  COLLECT_METRICS, REPORT (HTML)
-    run:                    MULTIQC
+    group:                  COLLECT_METRICS, REPORT (HTML, domain maps for MultiQC), TO_SPATIALDATA (<group>.zarr)
+    run:                    MULTIQC_CONTENT (*_mqc tables, versions, summary) -> MULTIQC (nf-core module)
 ----------------------------------------------------------------------------------------
 */
 
@@ -15,10 +15,11 @@ include { PREPARE_SLICES         } from '../subworkflows/local/prepare_slices'
 include { IMAGE_FEATURES         } from '../subworkflows/local/image_features'
 include { LEARN_DOMAINS          } from '../subworkflows/local/learn_domains'
 include { ANALYSE_DOMAINS        } from '../subworkflows/local/analyse_domains'
-include { MULTIQC                } from '../modules/local/multiqc'
+include { SPATIALDOMAINS_TO_SPATIALDATA  } from '../modules/local/spatialdomains/to_spatialdata'
+include { SPATIALDOMAINS_MULTIQC_CONTENT } from '../modules/local/spatialdomains/multiqc_content'
+include { MULTIQC                } from '../modules/nf-core/multiqc/main'
 include { softwareVersionsToYAML } from '../subworkflows/local/utils_spatialdomains_pipeline'
 include { softwareVersionsToJSON } from '../subworkflows/local/utils_spatialdomains_pipeline'
-include { containersToYAML       } from '../subworkflows/local/utils_spatialdomains_pipeline'
 
 workflow SPATIALDOMAINS {
 
@@ -33,6 +34,7 @@ workflow SPATIALDOMAINS {
     ch_gmt          // channel: value path, gene sets (GMT) for the enrichment, or assets/NO_FILE (DEG only)
     params_json     // value: string, the run's parameters as one-line JSON (report, MultiQC)
     skip_report     // value: boolean
+    skip_spatialdata // value: boolean
     skip_multiqc    // value: boolean
     multiqc_config  // value: path, assets/multiqc_config.yml
     outdir          // value: string
@@ -97,34 +99,66 @@ workflow SPATIALDOMAINS {
     ch_versions = ch_versions.mix(ANALYSE_DOMAINS.out.versions)
 
     //
-    // Run-wide: one MultiQC report (QC per slice, metrics per run, versions, parameters)
+    // Per group: every method x seed's domains and embeddings, the spots and the H&E as one SpatialData
+    // store (runs sorted by id and images by sample, so the cache does not depend on finishing order)
+    //
+    ch_spatialdata = channel.empty()
+    if (!skip_spatialdata) {
+        ch_group_images = ch_samplesheet
+            .filter { meta, data, image, truth_file, truth_column -> image }
+            .map { meta, data, image, truth_file, truth_column -> [meta.group, [meta.sample, image]] }
+            .groupTuple()
+            .map { group, pairs -> [group, pairs.sort { pair -> pair[0] }.transpose()] }
+        ch_sdata_in = LEARN_DOMAINS.out.clustered
+            .map { meta, h5ad -> [groupKey(meta.group, methods.size() * seeds.size()), meta, h5ad] }
+            .groupTuple()
+            .map { key, metas, h5ads ->
+                def runs = [metas, h5ads].transpose().sort { run -> run[0].id }
+                def meta = runs[0][0].findAll { k, v -> !(k in ['method', 'seed']) } + [id: runs[0][0].group]
+                [meta.group, meta, runs.collect { run -> run[1] }]
+            }
+            .join(ch_group_images, remainder: true)
+            .filter { group, meta, h5ads, images -> meta }
+            .map { group, meta, h5ads, images -> [meta, h5ads, images ? images[0] : [], images ? images[1] : []] }
+        SPATIALDOMAINS_TO_SPATIALDATA(ch_sdata_in)
+        ch_versions    = ch_versions.mix(SPATIALDOMAINS_TO_SPATIALDATA.out.versions)
+        ch_spatialdata = SPATIALDOMAINS_TO_SPATIALDATA.out.zarr
+    }
+
+    //
+    // Run-wide: the *_mqc files of our own steps (tables of QC per slice and metrics per run, versions,
+    // parameters; the groups' domain maps) -> one MultiQC report. Inputs sorted by name: -resume keeps it.
     //
     if (!skip_multiqc) {
-        MULTIQC(
-            LEARN_DOMAINS.out.metrics.mix(LEARN_DOMAINS.out.consensus).map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
-            PREPARE_SLICES.out.qc_json.map { meta, json -> json }.toSortedList { a, b -> a.name <=> b.name },
-            ANALYSE_DOMAINS.out.mqc.toSortedList { a, b -> a.name <=> b.name },
-            multiqc_config,
-            params_json,
-            ch_versions_json,
-        )
+        ch_all_metrics = LEARN_DOMAINS.out.metrics
+            .mix(LEARN_DOMAINS.out.consensus)
+            .map { meta, json -> json }
+            .toSortedList { a, b -> a.name <=> b.name }
+            .map { jsons -> ['run', jsons] }
+        ch_all_qc = PREPARE_SLICES.out.qc_json
+            .map { meta, json -> json }
+            .toSortedList { a, b -> a.name <=> b.name }
+            .map { jsons -> ['run', jsons] }
+        ch_content_in = ch_all_metrics
+            .join(ch_all_qc)
+            .map { id, metrics, qc -> [[id: id], metrics, qc] }
+        SPATIALDOMAINS_MULTIQC_CONTENT(ch_content_in, params_json, ch_versions_json)
+        ch_versions = ch_versions.mix(SPATIALDOMAINS_MULTIQC_CONTENT.out.versions)
+
+        ch_multiqc_files = SPATIALDOMAINS_MULTIQC_CONTENT.out.mqc.flatten()
+            .mix(ANALYSE_DOMAINS.out.mqc)
+            .toSortedList { a, b -> a.name <=> b.name }
+        MULTIQC(ch_multiqc_files, multiqc_config, [], [], [], [])
         ch_versions = ch_versions.mix(MULTIQC.out.versions)
     }
 
     //
-    // Software versions and container references of every task -> pipeline_info
+    // Software versions of every task -> pipeline_info (the container of every task is in the trace)
     //
     ch_collated_versions = softwareVersionsToYAML(ch_versions)
         .collectFile(
             storeDir: "${outdir}/pipeline_info",
             name: 'spatialdomains_software_versions.yml',
-            sort: true,
-            newLine: true,
-        )
-    containersToYAML(ch_versions)
-        .collectFile(
-            storeDir: "${outdir}/pipeline_info",
-            name: 'containers.yml',
             sort: true,
             newLine: true,
         )
@@ -134,5 +168,6 @@ workflow SPATIALDOMAINS {
     metrics   = LEARN_DOMAINS.out.metrics     // channel: [ meta, metrics.json ]
     tables    = LEARN_DOMAINS.out.tables      // channel: [ meta, metrics.csv ]
     reports   = ANALYSE_DOMAINS.out.reports   // channel: [ meta, report.html ]
+    spatialdata = ch_spatialdata              // channel: [ meta, <group>.zarr ]
     versions  = ch_collated_versions          // channel: [ path(versions.yml) ]
 }

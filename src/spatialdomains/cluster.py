@@ -19,9 +19,10 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from . import _logging as logg
+from ._compat import renamed_kwarg
 from ._constants import SLICE_KEY, SPATIAL, UNS_KEY, domain_key
 from ._utils import InputError, record
-from .metrics import DEFAULT_MAX_N, silhouette
+from .metrics import DEFAULT_MAX_N, silhouette, subsample_index
 
 __all__ = [
     "mclust_available",
@@ -31,14 +32,15 @@ __all__ = [
     "leiden",
     "refine_labels",
     "choose_n_clusters",
-    "resolve_method",
+    "resolve_algorithm",
     "cluster",
 ]
 
-Method = Literal["auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine"]
-#: ``*_cosine``: the same clustering of the L2-normalised embedding (cosine geometry, which the contrastive
-#: losses shape)
-METHODS: tuple[str, ...] = ("auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine")
+Algorithm = Literal["auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine"]
+#: Clustering algorithms of :func:`cluster` (``models.METHODS`` lists the embedding methods); ``*_cosine``:
+#: the same clustering of the L2-normalised embedding (cosine geometry, which the contrastive losses shape)
+ALGORITHMS: tuple[str, ...] = ("mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine")
+AUTO = "auto"  #: ``cluster(method="auto")``, the default: the clustering of the method that owns the embedding
 COSINE_SUFFIX = "_cosine"
 AUTO_FALLBACK = "mclust"  #: what ``"auto"`` runs on an embedding no registered method owns
 DEFAULT_SEED = 2023  #: STAIG's R seed for mclust
@@ -125,12 +127,13 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
+@renamed_kwarg("seed", "random_state")
 def mclust(
     embedding: Any,
     n_clusters: int,
     *,
     model: str = "EEE",
-    seed: int = DEFAULT_SEED,
+    random_state: int = DEFAULT_SEED,
     max_fit: int | None = DEFAULT_MAX_FIT,
 ) -> np.ndarray:
     """Gaussian mixture clustering with R ``mclust::Mclust`` (STAIG's clustering, spec A9).
@@ -144,11 +147,11 @@ def mclust(
     model
         mclust covariance model; ``"EEE"`` = one full covariance shared by all components. With ``d = 1``
         a multivariate name is replaced by its univariate counterpart (``"EEE"`` -> ``"E"``).
-    seed
+    random_state
         R seed, set right before the fit (mclust draws a random subset for its hierarchical start).
     max_fit
         With more spots than this, the mixture is fitted on a uniform subsample of ``max_fit`` spots
-        (numpy seed ``seed``) and every spot is then classified with ``predict.Mclust`` (spec D3); this
+        (numpy seed ``random_state``) and every spot is then classified with ``predict.Mclust`` (spec D3); this
         bounds the EM cost (about 45 s for 20,000 x 64 with G = 7). ``None`` fits on every spot.
 
     Returns
@@ -181,14 +184,14 @@ def mclust(
         logg.warning(f"mclust: 1-D embedding, using univariate model {model[0]!r} instead of {model!r}")
         model = model[0]
     if max_fit is not None and n > max_fit:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(random_state)
         fit_idx = np.sort(rng.choice(n, size=int(max_fit), replace=False))
         logg.info(f"mclust: fitting on {max_fit} of {n} spots, predicting the rest")
     else:
         fit_idx = np.arange(n)
     fn = _mclust_fn()
     with localconverter(default_converter + numpy2ri.converter):
-        res = fn(X, int(n_clusters), model, int(seed), (fit_idx + 1).astype(np.int32))
+        res = fn(X, int(n_clusters), model, int(random_state), (fit_idx + 1).astype(np.int32))
     if isinstance(res, np.ndarray) and res.dtype.kind in "iuf":
         labels = np.asarray(res).reshape(-1)
         if labels.shape[0] != n:
@@ -203,7 +206,8 @@ def mclust(
     )
 
 
-def gmm_tied(embedding: Any, n_clusters: int, *, seed: int = DEFAULT_SEED) -> np.ndarray:
+@renamed_kwarg("seed", "random_state")
+def gmm_tied(embedding: Any, n_clusters: int, *, random_state: int = DEFAULT_SEED) -> np.ndarray:
     """Gaussian mixture with one shared full covariance (the EEE model), initialised from k-means.
 
     The Python stand-in for :func:`mclust` when R is unavailable; mclust starts EM from hierarchical
@@ -217,30 +221,59 @@ def gmm_tied(embedding: Any, n_clusters: int, *, seed: int = DEFAULT_SEED) -> np
 
     X = _check_embedding(embedding, n_clusters)
     gmm = GaussianMixture(
-        n_components=int(n_clusters), covariance_type="tied", init_params="kmeans", random_state=seed
+        n_components=int(n_clusters), covariance_type="tied", init_params="kmeans", random_state=random_state
     )
     return _relabel(gmm.fit_predict(X))
 
 
-def kmeans(embedding: Any, n_clusters: int, *, seed: int = DEFAULT_SEED, n_init: int = 10) -> np.ndarray:
-    """k-means with ``n_init`` restarts (Spotscape's evaluation clustering, spec B7).
+@renamed_kwarg("seed", "random_state")
+def kmeans(
+    embedding: Any,
+    n_clusters: int,
+    *,
+    random_state: int = DEFAULT_SEED,
+    n_init: int = 10,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """k-means with ``n_init`` restarts (Spotscape's evaluation clustering, spec B7; STAIG's DS pseudo-labels).
+
+    The one scikit-learn k-means of the package; :func:`spatialdomains.nn.kmeans_prototypes` is the
+    on-device one used inside Spotscape's training steps.
+
+    Parameters
+    ----------
+    embedding
+        ``(N, d)`` array (computed in float64).
+    n_clusters
+        K.
+    random_state
+        Seed of the initialisation.
+    n_init
+        Restarts; the best inertia wins.
+    batch_size
+        Use ``MiniBatchKMeans`` with mini-batches of this size (for very many spots).
 
     Returns
     -------
     Labels ``0..K-1`` (int64).
     """
-    from sklearn.cluster import KMeans
+    from sklearn.cluster import KMeans, MiniBatchKMeans
 
     X = _check_embedding(embedding, n_clusters)
-    km = KMeans(n_clusters=int(n_clusters), n_init=n_init, random_state=seed)
+    if batch_size:
+        km = MiniBatchKMeans(n_clusters=int(n_clusters), n_init=n_init, random_state=random_state,
+                             batch_size=int(batch_size))
+    else:
+        km = KMeans(n_clusters=int(n_clusters), n_init=n_init, random_state=random_state)
     return _relabel(km.fit_predict(X))
 
 
+@renamed_kwarg("seed", "random_state")
 def leiden(
     embedding: Any,
     resolution: float = 1.0,
     *,
-    seed: int = DEFAULT_SEED,
+    random_state: int = DEFAULT_SEED,
     n_neighbors: int = 15,
     neighbors_method: Literal["umap", "gauss"] = "umap",
 ) -> np.ndarray:
@@ -252,7 +285,7 @@ def leiden(
         Embedding ``(N, d)``.
     resolution
         Leiden resolution; higher gives more communities.
-    seed
+    random_state
         Seed of the neighbour search and of Leiden.
     n_neighbors
         Neighbours per spot in the graph.
@@ -275,10 +308,10 @@ def leiden(
         n_neighbors=min(n_neighbors, X.shape[0] - 1),
         use_rep="X_emb",
         method=neighbors_method,
-        random_state=seed,
+        random_state=random_state,
     )
     sc.tl.leiden(
-        tmp, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed
+        tmp, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=random_state
     )
     return _relabel(tmp.obs["leiden"].astype(int).to_numpy())
 
@@ -354,13 +387,24 @@ _K_METHODS = {"mclust": mclust, "gmm": gmm_tied, "kmeans": kmeans}
 
 
 def _select_k(
-    X: np.ndarray, ks: list[int], fit: Callable[[np.ndarray, int], np.ndarray], seed: int, max_n: int | None
-) -> tuple[int, pd.DataFrame, np.ndarray]:
-    """Fit every K in ``ks``; return the best K by silhouette, the score table and the best labels."""
+    X: np.ndarray, ks: list[int], fit: Callable[[np.ndarray, int], np.ndarray], random_state: int, max_n: int | None,
+    max_fit: int | None = None,
+) -> tuple[int, pd.DataFrame, np.ndarray | None, int]:
+    """Fit every K in ``ks``; return the best K by silhouette, the score table, the best labels and the
+    number of spots the search ran on.
+
+    With more than ``max_fit`` spots every K is fitted (and scored) on one uniform subsample of
+    ``max_fit`` spots, so the search costs the same at 20k and at 1M spots; the best labels are then
+    ``None`` (they cover the subsample only) and the caller fits the chosen K on all spots.
+    """
+    idx = subsample_index(X.shape[0], max_fit, random_state)
+    sub = X if len(idx) == X.shape[0] else X[idx]
+    if len(idx) < X.shape[0]:
+        logg.info(f"choosing K on {len(idx)} of {X.shape[0]} spots")
     rows, best_labels, best = [], None, (-np.inf, None)
     for k in ks:
-        labels = fit(X, k)
-        score = silhouette(X, labels, max_n=max_n, seed=seed)
+        labels = fit(sub, k)
+        score = silhouette(sub, labels, max_n=max_n, random_state=random_state)
         rows.append({"n_clusters": k, "silhouette": score})
         logg.debug(f"choose_n_clusters: K={k} silhouette={score:.4f}")
         if np.isfinite(score) and score > best[0]:
@@ -368,16 +412,18 @@ def _select_k(
     table = pd.DataFrame(rows)
     if best[1] is None:
         raise InputError(f"choose_n_clusters: no K in {ks} gave a defined silhouette")
-    return int(best[1]), table, best_labels
+    return int(best[1]), table, (best_labels if len(idx) == X.shape[0] else None), len(idx)
 
 
+@renamed_kwarg("seed", "random_state")
 def choose_n_clusters(
     embedding: Any,
     k_range: Iterable[int] = range(5, 16),
     *,
     method: str = "kmeans",
-    seed: int = DEFAULT_SEED,
+    random_state: int = DEFAULT_SEED,
     max_n: int | None = DEFAULT_MAX_N,
+    max_fit: int | None = DEFAULT_MAX_FIT,
 ) -> tuple[int, pd.DataFrame]:
     """Number of clusters with the highest mean silhouette (the paper's rule for unlabelled data).
 
@@ -389,10 +435,13 @@ def choose_n_clusters(
         Candidate numbers of clusters.
     method
         Clustering run for each K: ``"mclust"``, ``"gmm"`` or ``"kmeans"``.
-    seed
+    random_state
         Seed of the clustering and of the silhouette subsample.
     max_n
         Silhouette subsample size (see :func:`spatialdomains.metrics.silhouette`).
+    max_fit
+        Above this many spots every K is fitted on one uniform subsample of ``max_fit`` spots (drawn
+        with ``random_state``): bounded time and memory at any N. ``None`` fits every spot.
 
     Returns
     -------
@@ -404,7 +453,8 @@ def choose_n_clusters(
     ks = sorted({int(k) for k in k_range})
     if not ks or ks[0] < 2 or ks[-1] > X.shape[0] - 1:
         raise InputError(f"k_range {ks}: every K must lie in [2, {X.shape[0] - 1}]")
-    k, table, _ = _select_k(X, ks, functools.partial(_K_METHODS[method], seed=seed), seed, max_n)
+    k, table, _, _ = _select_k(X, ks, functools.partial(_K_METHODS[method], random_state=random_state),
+                               random_state, max_n, max_fit)
     return k, table
 
 
@@ -412,14 +462,14 @@ def _name_from_rep(use_rep: str) -> str:
     return use_rep[2:] if use_rep.startswith("X_") else use_rep
 
 
-def resolve_method(method: str, use_rep: str) -> str:
+def resolve_algorithm(method: str, use_rep: str) -> str:
     """The clustering ``method="auto"`` stands for on ``obsm[use_rep]``; any other method is returned as is.
 
     ``"auto"`` on ``X_<name>`` of a registered method is that method's ``MethodSpec.cluster_algorithm``
     (the clustering that measured best on its default embedding); on any other embedding it is
     :data:`AUTO_FALLBACK`.
     """
-    if method != "auto":
+    if method != AUTO:
         return method
     from .models import METHODS as REGISTRY
 
@@ -427,19 +477,20 @@ def resolve_method(method: str, use_rep: str) -> str:
     return spec.cluster_algorithm if spec is not None else AUTO_FALLBACK
 
 
+@renamed_kwarg("seed", "random_state")
 def cluster(
     adata,
     n_clusters: int | None = None,
     *,
     use_rep: str = "X_staig",
-    method: Method = "auto",
+    method: Algorithm = AUTO,
     refine: bool = False,
     refine_n_neighbors: int = 15,
     resolution: float = 1.0,
     key_added: str | None = None,
     k_range: tuple[int, int] | Iterable[int] = (5, 15),
     max_fit: int | None = DEFAULT_MAX_FIT,
-    seed: int = DEFAULT_SEED,
+    random_state: int = DEFAULT_SEED,
     copy: bool = False,
 ):
     """Spatial domains from an embedding in ``obsm[use_rep]``.
@@ -455,7 +506,7 @@ def cluster(
         ``obsm`` key of the embedding.
     method
         ``"auto"`` (the default clustering of the method that owns ``use_rep``, see
-        :func:`resolve_method`), ``"mclust"`` (R mclust EEE; falls back to the tied GMM with a warning
+        :func:`resolve_algorithm`), ``"mclust"`` (R mclust EEE; falls back to the tied GMM with a warning
         when R or mclust is missing), ``"gmm"`` (tied GMM), ``"kmeans"`` or ``"leiden"`` (uses
         ``resolution``); ``"mclust_cosine"`` / ``"kmeans_cosine"`` run mclust / k-means on the
         embedding with every row scaled to unit length.
@@ -470,8 +521,10 @@ def cluster(
     k_range
         ``(low, high)`` inclusive bounds, or an iterable of candidate K, for the silhouette search.
     max_fit
-        Subsample size above which mclust fits on a subsample (see :func:`mclust`).
-    seed
+        Subsample size above which mclust fits on a subsample (see :func:`mclust`); the GMM and k-means
+        fit every candidate K of the silhouette search on one subsample of this size (then the chosen K
+        on every spot), so that the search costs the same whatever the number of spots.
+    random_state
         Seed of the clustering (the R seed for mclust).
     copy
         Return a modified copy instead of writing into ``adata``.
@@ -483,12 +536,13 @@ def cluster(
     ``uns['spatialdomains']['cluster_<name>']``: the parameters (``method`` resolved, ``requested`` as
     given, ``l2_normalised``), ``backend`` (``mclust``,
     ``gmm_tied_fallback``, ``gmm``, ``kmeans``, ``leiden``), ``n_clusters``, ``k_selection``
-    (``argument`` / ``silhouette`` / ``resolution``), ``silhouette_scores`` when K was searched, and a
+    (``argument`` / ``silhouette`` / ``resolution``), ``silhouette_scores`` and ``k_selection_n_spots``
+    (the spots the search ran on) when K was searched, and a
     ``warning`` when the fallback ran.
     """
-    if method not in METHODS:
-        raise InputError(f"method must be one of {list(METHODS)}, got {method!r}")
-    requested, method = method, resolve_method(method, use_rep)
+    if method != AUTO and method not in ALGORITHMS:
+        raise InputError(f"method must be one of {[AUTO, *ALGORITHMS]}, got {method!r}")
+    requested, method = method, resolve_algorithm(method, use_rep)
     if use_rep not in adata.obsm:
         raise InputError(f"obsm[{use_rep!r}] not found; available: {sorted(adata.obsm.keys())}")
     if refine and SPATIAL not in adata.obsm:
@@ -504,7 +558,7 @@ def cluster(
     key_added = key_added or domain_key(name)
     step = f"cluster_{key_added[len('domain_'):] if key_added.startswith('domain_') else key_added}"
     adata = adata.copy() if copy else adata
-    start = logg.info(f"clustering obsm[{use_rep!r}] with {resolved}" + (" (auto)" if requested == "auto" else ""))
+    start = logg.info(f"clustering obsm[{use_rep!r}] with {resolved}" + (" (auto)" if requested == AUTO else ""))
 
     backend, warning = method, None
     if method == "mclust" and not mclust_available():
@@ -517,22 +571,22 @@ def cluster(
     if backend == "mclust":
         def fit(emb, k):
             try:
-                return mclust(emb, k, seed=seed, max_fit=max_fit)
+                return mclust(emb, k, random_state=random_state, max_fit=max_fit)
             except RuntimeError as err:
                 if "no fit" not in str(err):
                     raise
                 # A degenerate embedding for EEE at this K: keep the run going, and say so in uns.
                 fallbacks.append(f"K={k}: {err}; used the tied-covariance GMM instead")
                 logg.warning(fallbacks[-1])
-                return gmm_tied(emb, k, seed=seed)
+                return gmm_tied(emb, k, random_state=random_state)
     elif backend in (FALLBACK_BACKEND, "gmm"):
-        fit = functools.partial(gmm_tied, seed=seed)
+        fit = functools.partial(gmm_tied, random_state=random_state)
     else:
-        fit = functools.partial(kmeans, seed=seed)
+        fit = functools.partial(kmeans, random_state=random_state)
 
-    scores = None
+    scores = k_selection_n = None
     if method == "leiden":
-        labels = leiden(X, resolution, seed=seed)
+        labels = leiden(X, resolution, random_state=random_state)
         k_selection = "resolution"
     elif n_clusters is None:
         if isinstance(k_range, tuple) and len(k_range) == 2:
@@ -541,10 +595,17 @@ def cluster(
             ks = sorted({int(k) for k in k_range})
         if not ks or ks[0] < 2 or ks[-1] > X.shape[0] - 1:
             raise InputError(f"k_range {ks}: every K must lie in [2, {X.shape[0] - 1}]")
-        n_clusters, table, labels = _select_k(X, ks, fit, seed, DEFAULT_MAX_N)
+        # mclust bounds each fit itself (EM on its max_fit subsample, then predict): the search keeps its
+        # labels; the GMM and k-means fit every spot, so their search runs on a subsample
+        n_clusters, table, labels, k_selection_n = _select_k(X, ks, fit, random_state, DEFAULT_MAX_N,
+                                                             None if backend == "mclust" else max_fit)
+        if backend == "mclust" and max_fit is not None:
+            k_selection_n = min(k_selection_n, int(max_fit))
         scores = {int(r.n_clusters): float(r.silhouette) for r in table.itertuples()}
         k_selection = "silhouette"
         logg.info(f"    chose {n_clusters} domains by silhouette")
+        if labels is None:  # K was chosen on a subsample: fit it on every spot
+            labels = fit(X, int(n_clusters))
     else:
         labels = fit(X, int(n_clusters))
         k_selection = "argument"
@@ -574,15 +635,25 @@ def cluster(
             "n_domains": n_found,
             "k_selection": k_selection,
             "silhouette_scores": scores,
+            "k_selection_n_spots": k_selection_n,
             "resolution": resolution if method == "leiden" else None,
             "model": "EEE" if backend == "mclust" else None,
             "max_fit": max_fit if backend == "mclust" else None,
             "refine": refine,
             "refine_n_neighbors": refine_n_neighbors if refine else None,
             "key_added": key_added,
-            "seed": seed,
+            "seed": random_state,  # the run's seed, as the training step records it
         },
     )
     logg.info("    finished", time=start, deep=f"added obs[{key_added!r}], uns[{UNS_KEY!r}][{step!r}]")
     return adata if copy else None
 
+
+def __getattr__(name: str):
+    if name == "METHODS":  # renamed in 0.2: ``models.METHODS`` is the list of embedding methods
+        import warnings
+
+        warnings.warn("spatialdomains.cluster.METHODS is deprecated; use cluster.ALGORITHMS", FutureWarning,
+                      stacklevel=2)
+        return ALGORITHMS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

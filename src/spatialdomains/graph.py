@@ -4,11 +4,15 @@ Conventions (PyG): row 0 is the source, row 1 the target; graphs are symmetric, 
 source then target, no duplicates) and have no self loops unless asked for. Several slices give a
 block-diagonal graph: no edge ever joins two slices. AnnData stores the CSR form in
 ``obsp['spatial_connectivities']``; conversions live only in this module.
+
+The NumPy conversions (:func:`coalesce`, :func:`symmetrize`, :func:`add_self_loops`, :func:`degree`,
+:func:`to_csr`, :func:`from_csr`) give exactly what ``torch_geometric.utils`` gives
+(``tests/unit/test_graph.py`` checks each against it); they stay NumPy because graphs are built in
+``prepare``, which never loads torch (importing torch_geometric costs about 6 s of CPU per task).
+The tensor-side helpers used in training (:func:`gcn_adjacency`) call ``torch_geometric.utils``.
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,7 +33,10 @@ __all__ = [
     "to_csr",
     "from_csr",
     "degree",
+    "is_symmetric",
     "edge_index_from_adata",
+    "adjacency_from_adata",
+    "gcn_adjacency",
     "spatial_graph",
     "grid_spacing",
 ]
@@ -49,10 +56,12 @@ def symmetrize(edge_index: np.ndarray, num_nodes: int) -> np.ndarray:
 
 
 def remove_self_loops(edge_index: np.ndarray) -> np.ndarray:
+    """Drop edges ``(i, i)``."""
     return edge_index[:, edge_index[0] != edge_index[1]]
 
 
 def add_self_loops(edge_index: np.ndarray, num_nodes: int) -> np.ndarray:
+    """Exactly one self loop per node, coalesced."""
     loops = np.tile(np.arange(num_nodes, dtype=np.int64), (2, 1))
     return coalesce(np.concatenate([remove_self_loops(edge_index), loops], axis=1), num_nodes)
 
@@ -69,6 +78,7 @@ def to_csr(edge_index: np.ndarray, num_nodes: int, weights: np.ndarray | None = 
 
 
 def from_csr(adj: sp.spmatrix) -> np.ndarray:
+    """Coalesced ``edge_index`` of the stored entries of a sparse adjacency."""
     coo = sp.coo_matrix(adj)
     return coalesce(np.stack([coo.row, coo.col]).astype(np.int64), adj.shape[0])
 
@@ -200,11 +210,62 @@ def hex_edges(
     return add_self_loops(ei, n) if self_loops else ei
 
 
+def is_symmetric(edge_index: np.ndarray, num_nodes: int) -> bool:
+    """Whether every edge ``(i, j)`` has its reverse ``(j, i)`` (duplicates ignored)."""
+    edge_index = np.asarray(edge_index, dtype=np.int64)
+    if edge_index.size == 0:
+        return True
+    return np.array_equal(np.sort(edge_index[0] * num_nodes + edge_index[1]),
+                          np.sort(edge_index[1] * num_nodes + edge_index[0]))
+
+
 def edge_index_from_adata(adata, key: str = SPATIAL_CONN) -> np.ndarray:
     """The spatial graph stored in ``obsp[key]`` as an ``edge_index``."""
     if key not in adata.obsp:
         raise InputError(f"no spatial graph in obsp['{key}']; run spatialdomains.graph.spatial_graph first")
     return from_csr(adata.obsp[key])
+
+
+def adjacency_from_adata(adata, key: str = SPATIAL_CONN) -> sp.csr_matrix:
+    """The stored graph as a binary float32 CSR without self loops, indices sorted (the training view).
+
+    Raises
+    ------
+    InputError
+        When ``obsp[key]`` is missing.
+    """
+    if key not in adata.obsp:
+        raise InputError(f"obsp['{key}'] is missing: run spatialdomains.pp.prepare_group (or "
+                         "graph.spatial_graph) before training")
+    a = sp.csr_matrix(adata.obsp[key]).tolil()
+    a.setdiag(0)
+    a = a.tocsr()
+    a.eliminate_zeros()
+    a.data[:] = 1.0
+    a.sort_indices()
+    return a
+
+
+def gcn_adjacency(edge_index, num_nodes: int, *, dtype=None):
+    r"""GCN propagation matrix :math:`\tilde D^{-1/2}(A + I)\tilde D^{-1/2}` as a torch sparse CSR tensor.
+
+    ``edge_index`` (a ``(2, E)`` tensor or array) must be symmetric; duplicates and existing self
+    loops are merged (binary A). ``torch_geometric.utils.coalesce``, then PyG's ``gcn_norm``, then
+    ``to_torch_csr_tensor``: the matrix every ``GCNConv`` would build, made once per view.
+    """
+    import warnings
+
+    import torch
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+    from torch_geometric.utils import coalesce as pyg_coalesce, to_torch_csr_tensor
+
+    edge_index = torch.as_tensor(edge_index, dtype=torch.long)
+    dtype = dtype or torch.get_default_dtype()
+    ei, weight = gcn_norm(pyg_coalesce(edge_index, num_nodes=num_nodes), None, num_nodes, add_self_loops=True,
+                          dtype=dtype)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return to_torch_csr_tensor(ei, weight, (num_nodes, num_nodes))
 
 
 def spatial_graph(
@@ -267,9 +328,3 @@ def spatial_graph(
     logg.info(f"    finished: {ei.shape[1]} directed edges, mean degree {mean_degree:.2f}", time=start,
               deep=f"added obsp['{key_added}'], uns['{SPATIAL_NEIGHBORS}']")
     return adata if copy else None
-
-
-def block_sizes(slice_ids: Sequence) -> list[int]:
-    """Number of spots per slice, in order of first appearance."""
-    arr = np.asarray(slice_ids)
-    return [int((arr == v).sum()) for v in _unique_in_order(arr)]

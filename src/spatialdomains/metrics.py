@@ -25,17 +25,21 @@ from sklearn.neighbors import NearestNeighbors
 
 from . import _logging as logg
 from ._constants import SLICE_KEY, TRUTH_KEY
+from ._compat import renamed_kwarg
 from ._utils import InputError
 
 __all__ = [
     "ari",
     "nmi",
     "match_labels",
+    "cluster_mapping",
     "clustering_accuracy",
     "f1_scores",
     "silhouette",
     "davies_bouldin",
     "subsample_index",
+    "DEFAULT_MAX_N",
+    "DEFAULT_MAX_N_BATCH",
     "batch_kl",
     "lisi",
     "ilisi",
@@ -49,6 +53,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_N = 10_000  #: largest number of spots a silhouette is computed on (seeded subsample above)
+#: largest number of spots the batch metrics of :func:`evaluate` (iLISI, kBET, graph connectivity, PCR
+#: comparison) run on: above it, one seeded uniform subsample; their kNN searches then cost the same at 1M
+DEFAULT_MAX_N_BATCH = 50_000
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -78,7 +85,8 @@ def _check_lengths(n: int, **vectors: np.ndarray) -> None:
             raise InputError(f"{key}: length {len(vec)} does not match the {n} spots")
 
 
-def subsample_index(n: int, max_n: int | None, seed: int = 0) -> np.ndarray:
+@renamed_kwarg("seed", "random_state")
+def subsample_index(n: int, max_n: int | None, random_state: int = 0) -> np.ndarray:
     """Sorted indices of a uniform random subsample of ``min(n, max_n)`` spots.
 
     Parameters
@@ -87,8 +95,9 @@ def subsample_index(n: int, max_n: int | None, seed: int = 0) -> np.ndarray:
         Number of spots.
     max_n
         Largest subsample; ``None`` keeps every spot.
-    seed
-        Seed of :func:`numpy.random.default_rng`; the same ``(n, max_n, seed)`` gives the same subsample.
+    random_state
+        Seed of :func:`numpy.random.default_rng`; the same ``(n, max_n, random_state)`` gives the same
+        subsample.
 
     Returns
     -------
@@ -97,7 +106,7 @@ def subsample_index(n: int, max_n: int | None, seed: int = 0) -> np.ndarray:
     """
     if max_n is None or n <= max_n:
         return np.arange(n)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     return np.sort(rng.choice(n, size=int(max_n), replace=False))
 
 
@@ -128,6 +137,38 @@ def nmi(truth: Any, pred: Any) -> float:
     return float(skm.normalized_mutual_info_score(t, p))
 
 
+def cluster_mapping(ref: np.ndarray, other: np.ndarray, n_ref: int | None = None, n_other: int | None = None, *,
+                    require_overlap: bool = False) -> np.ndarray:
+    """Hungarian assignment of the clusters of ``other`` to the classes of ``ref`` (integer codes).
+
+    Parameters
+    ----------
+    ref, other
+        Integer codes ``0..`` of the same spots.
+    n_ref, n_other
+        Numbers of classes and clusters (default: the largest code + 1).
+    require_overlap
+        Leave a cluster unmatched when its assigned class shares no spot with it.
+
+    Returns
+    -------
+    ``mapping`` (int64, length ``n_other``): ``mapping[c]`` is the class of cluster ``c`` that maximises
+    the total overlap; clusters left over (more clusters than classes) get ``n_ref, n_ref + 1, ...`` in
+    decreasing cluster size. The contingency table is ``n_other x n_ref``, never spots x anything.
+    """
+    n_ref = int(ref.max()) + 1 if n_ref is None else int(n_ref)
+    n_other = int(other.max()) + 1 if n_other is None else int(n_other)
+    cont = sparse.coo_matrix((np.ones(len(ref)), (other, ref)), shape=(n_other, n_ref)).toarray()
+    rows, cols = linear_sum_assignment(cont, maximize=True)
+    mapping = np.full(n_other, -1, dtype=np.int64)
+    for r, c in zip(rows, cols):
+        if cont[r, c] > 0 or not require_overlap:
+            mapping[r] = c
+    left = [c for c in np.argsort(-cont.sum(1), kind="stable") if mapping[c] < 0]
+    mapping[left] = n_ref + np.arange(len(left))
+    return mapping
+
+
 def match_labels(truth: Any, pred: Any) -> np.ndarray:
     """Map each predicted cluster to a true class by the Hungarian assignment that maximises agreement.
 
@@ -146,12 +187,7 @@ def match_labels(truth: Any, pred: Any) -> np.ndarray:
     t, _ = _codes(truth, "truth")
     p, _ = _codes(pred, "pred")
     _check_lengths(len(t), pred=p)
-    n_t, n_p = int(t.max()) + 1, int(p.max()) + 1
-    contingency = sparse.coo_matrix((np.ones(len(t)), (p, t)), shape=(n_p, n_t)).toarray()
-    rows, cols = linear_sum_assignment(contingency, maximize=True)
-    mapping = np.arange(n_t, n_t + n_p)  # unmatched clusters: codes no true class uses
-    mapping[rows] = cols
-    return mapping[p]
+    return cluster_mapping(t, p)[p]
 
 
 def clustering_accuracy(truth: Any, pred: Any) -> float:
@@ -179,7 +215,8 @@ def f1_scores(truth: Any, pred: Any) -> dict[str, float]:
 # --- cluster separation --------------------------------------------------------------------------
 
 
-def silhouette(X: Any, labels: Any, *, max_n: int | None = DEFAULT_MAX_N, seed: int = 0) -> float:
+@renamed_kwarg("seed", "random_state")
+def silhouette(X: Any, labels: Any, *, max_n: int | None = DEFAULT_MAX_N, random_state: int = 0) -> float:
     """Mean silhouette width (Euclidean) of ``labels`` in ``X``.
 
     Parameters
@@ -190,8 +227,8 @@ def silhouette(X: Any, labels: Any, *, max_n: int | None = DEFAULT_MAX_N, seed: 
         Cluster labels, length ``N``.
     max_n
         Above this many spots the score is computed on a uniform subsample of ``max_n`` spots drawn with
-        ``seed`` (:func:`subsample_index`); ``None`` uses every spot (O(N^2) time).
-    seed
+        ``random_state`` (:func:`subsample_index`); ``None`` uses every spot (O(N^2) time).
+    random_state
         Seed of the subsample.
 
     Returns
@@ -202,7 +239,7 @@ def silhouette(X: Any, labels: Any, *, max_n: int | None = DEFAULT_MAX_N, seed: 
     X = _embedding(X)
     codes, _ = _codes(labels)
     _check_lengths(X.shape[0], labels=codes)
-    idx = subsample_index(X.shape[0], max_n, seed)
+    idx = subsample_index(X.shape[0], max_n, random_state)
     codes = codes[idx]
     n_labels = len(np.unique(codes))
     if n_labels < 2 or n_labels >= len(idx):
@@ -226,6 +263,7 @@ def davies_bouldin(X: Any, labels: Any) -> float:
 # --- batch mixing --------------------------------------------------------------------------------
 
 
+@renamed_kwarg("seed", "random_state")
 def batch_kl(
     X: Any,
     batches: Any,
@@ -233,7 +271,7 @@ def batch_kl(
     n_replicates: int = 200,
     n_cells: int = 100,
     n_neighbors: int | None = None,
-    seed: int = 1,
+    random_state: int = 1,
 ) -> float:
     """BatchKL: KL divergence (log2) of local batch composition from the global one; lower is better.
 
@@ -252,7 +290,7 @@ def batch_kl(
         Sampling design (STAIG's R function: 200 x 100).
     n_neighbors
         Neighbourhood size, self included; default ``min(5 * n_batches, 100)``.
-    seed
+    random_state
         Seed of the spot sampling (numpy; the R original used ``set.seed(1)``, so its draws differ).
 
     Returns
@@ -268,7 +306,7 @@ def batch_kl(
         return float("nan")
     k = min(5 * n_b, 100) if n_neighbors is None else int(n_neighbors)
     q = np.bincount(b, minlength=n_b) / n
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     m = min(n_cells, n)
     draws = np.stack([rng.choice(n, size=m, replace=False) for _ in range(n_replicates)])
     # Each distinct sampled spot is queried once; replicates then average over their own rows.
@@ -444,7 +482,8 @@ def graph_connectivity(X: Any, labels: Any, *, n_neighbors: int = 15) -> float:
     return float(np.mean(scores))
 
 
-def pcr(X: Any, batches: Any, *, n_comps: int = 50, seed: int = 0) -> float:
+@renamed_kwarg("seed", "random_state")
+def pcr(X: Any, batches: Any, *, n_comps: int = 50, random_state: int = 0) -> float:
     """Variance contribution of the batch in ``X`` by principal component regression (scIB ``pcr``).
 
     ``sum_k Var_k * R^2(PC_k ~ batch) / sum_k Var_k`` over the top ``n_comps`` PCs (fewer when ``X`` has
@@ -470,7 +509,7 @@ def pcr(X: Any, batches: Any, *, n_comps: int = 50, seed: int = 0) -> float:
     solver = "full" if n_comps == min(X.shape) and not sparse.issparse(X) else "arpack"
     if solver == "arpack":
         n_comps = min(n_comps, min(X.shape) - 1)
-    pca = PCA(n_components=n_comps, svd_solver=solver, random_state=seed)  # sparse: implicit centring
+    pca = PCA(n_components=n_comps, svd_solver=solver, random_state=random_state)  # sparse: implicit centring
     pcs = pca.fit_transform(X).astype(np.float64)
     var = pca.explained_variance_
     # R^2 of a least-squares fit of each PC on the one-hot batch (with intercept) has a closed form:
@@ -486,7 +525,8 @@ def pcr(X: Any, batches: Any, *, n_comps: int = 50, seed: int = 0) -> float:
     return float((r2 * var).sum() / var.sum())
 
 
-def pcr_comparison(X_before: Any, X_after: Any, batches: Any, *, n_comps: int = 50, seed: int = 0) -> float:
+@renamed_kwarg("seed", "random_state")
+def pcr_comparison(X_before: Any, X_after: Any, batches: Any, *, n_comps: int = 50, random_state: int = 0) -> float:
     """scIB PCR comparison: relative drop of the batch variance contribution, ``(before - after) / before``.
 
     Parameters
@@ -502,20 +542,21 @@ def pcr_comparison(X_before: Any, X_after: Any, batches: Any, *, n_comps: int = 
     -------
     Score in [0, 1] (negative values floored at 0); NaN with a single batch or no batch variance before.
     """
-    before = pcr(X_before, batches, n_comps=n_comps, seed=seed)
-    after = pcr(X_after, batches, n_comps=n_comps, seed=seed)
+    before = pcr(X_before, batches, n_comps=n_comps, random_state=random_state)
+    after = pcr(X_after, batches, n_comps=n_comps, random_state=random_state)
     if not np.isfinite(before) or before <= 0:
         return float("nan")
     return float(max((before - after) / before, 0.0))
 
 
+@renamed_kwarg("seed", "random_state")
 def silhouette_batch(
-    X: Any, batches: Any, labels: Any, *, max_n: int | None = DEFAULT_MAX_N, seed: int = 0
+    X: Any, batches: Any, labels: Any, *, max_n: int | None = DEFAULT_MAX_N, random_state: int = 0
 ) -> float:
     """scIB batch silhouette: within each true label, ``1 - |s|`` of the batch silhouette; higher = mixed.
 
     Per label, the per-spot silhouette of the batch labels is computed (on a uniform subsample of at most
-    ``max_n`` spots of that label, drawn with ``seed``), mapped to ``1 - |s|`` and averaged; the score is
+    ``max_n`` spots of that label, drawn with ``random_state``), mapped to ``1 - |s|`` and averaged; the score is
     the mean over labels. Labels with a single batch, or with as many batches as spots, are skipped.
 
     Returns
@@ -529,7 +570,7 @@ def silhouette_batch(
     per_label = []
     for g in np.unique(codes):
         sel = np.flatnonzero(codes == g)
-        sel = sel[subsample_index(len(sel), max_n, seed)]
+        sel = sel[subsample_index(len(sel), max_n, random_state)]
         n_b = len(np.unique(b[sel]))
         if n_b < 2 or n_b >= len(sel):
             continue
@@ -575,6 +616,7 @@ def _labelled_mask(truth: pd.Series) -> np.ndarray:
     return truth.notna().to_numpy()
 
 
+@renamed_kwarg("seed", "random_state")
 def evaluate(
     adata,
     *,
@@ -583,7 +625,8 @@ def evaluate(
     truth_key: str | None = TRUTH_KEY,
     batch_key: str | None = SLICE_KEY,
     max_n: int | None = DEFAULT_MAX_N,
-    seed: int = 0,
+    random_state: int = 0,
+    max_n_batch: int | None = DEFAULT_MAX_N_BATCH,
 ) -> dict[str, Any]:
     """Every applicable metric of one embedding and its domains.
 
@@ -600,8 +643,13 @@ def evaluate(
         ``obs`` key of the annotation; the label metrics are skipped when it is None, absent or all NaN.
     batch_key
         ``obs`` key of the slice; batch metrics run when it holds more than one slice (None: never).
-    max_n, seed
+    max_n, random_state
         Subsample size and seed of the silhouettes.
+    max_n_batch
+        Above this many spots the batch metrics (BatchKL, iLISI, PCR comparison; with truth kBET, graph
+        connectivity, batch silhouette) run on one uniform subsample of ``max_n_batch`` spots (seed
+        ``random_state``); ``None`` uses every spot. Label metrics (ARI, NMI, CA, F1) and Davies-Bouldin are
+        linear and always use every spot.
 
     Returns
     -------
@@ -610,7 +658,8 @@ def evaluate(
     ``n_labelled``, ``n_unlabelled``, ``ari``, ``nmi``, ``ca``, ``f1_macro``, ``f1_micro``; with more than
     one slice ``n_slices``, ``batch_kl``, ``ilisi``, ``pcr_comparison``, and with truth too ``kbet``,
     ``graph_connectivity``, ``silhouette_batch``. Label and label-based batch metrics use labelled spots
-    only; the rest use every spot.
+    only; the rest use every spot (up to the subsamples above). When a subsample was used its size is
+    recorded: ``silhouette_n_spots``, ``batch_metrics_n_spots``.
     """
     if embedding_key not in adata.obsm:
         raise InputError(f"obsm[{embedding_key!r}] not found; available: {sorted(adata.obsm.keys())}")
@@ -622,7 +671,9 @@ def evaluate(
     if domains.isna().any():
         raise InputError(f"obs[{domain_key!r}]: {int(domains.isna().sum())} spot(s) without a domain")
     out: dict[str, Any] = {"n_spots": int(adata.n_obs), "n_domains": int(domains.nunique())}
-    out["silhouette"] = silhouette(emb, domains, max_n=max_n, seed=seed)
+    out["silhouette"] = silhouette(emb, domains, max_n=max_n, random_state=random_state)
+    if max_n is not None and adata.n_obs > max_n:
+        out["silhouette_n_spots"] = int(max_n)
     out["davies_bouldin"] = davies_bouldin(emb, domains)
 
     has_truth = truth_key is not None and truth_key in adata.obs and adata.obs[truth_key].notna().any()
@@ -641,14 +692,21 @@ def evaluate(
     if has_batches:
         batches = adata.obs[batch_key]
         out["n_slices"] = int(batches.nunique())
-        out["batch_kl"] = batch_kl(emb, batches)
-        out["ilisi"] = ilisi(emb, batches)
-        out["pcr_comparison"] = pcr_comparison(adata.X, emb, batches) if adata.X is not None else float("nan")
+        sub = subsample_index(adata.n_obs, max_n_batch, random_state)
+        if len(sub) < adata.n_obs:
+            out["batch_metrics_n_spots"] = int(len(sub))
+        emb_s, batches_s = emb[sub], batches.iloc[sub]
+        out["batch_kl"] = batch_kl(emb_s, batches_s)
+        out["ilisi"] = ilisi(emb_s, batches_s)
+        out["pcr_comparison"] = pcr_comparison(adata.X[sub], emb_s, batches_s) if adata.X is not None \
+            else float("nan")
         if has_truth:
+            sub_lab = sub[lab[sub]]
+            t_s, bl_s = truth.iloc[sub_lab], batches.iloc[sub_lab]
+            out["kbet"] = kbet(emb[sub_lab], bl_s, t_s)
+            out["graph_connectivity"] = graph_connectivity(emb[sub_lab], t_s)
+            out["silhouette_batch"] = silhouette_batch(emb[sub_lab], bl_s, t_s, max_n=max_n, random_state=random_state)
             bl = batches[lab]
-            out["kbet"] = kbet(emb[lab], bl, t)
-            out["graph_connectivity"] = graph_connectivity(emb[lab], t)
-            out["silhouette_batch"] = silhouette_batch(emb[lab], bl, t, max_n=max_n, seed=seed)
             per_slice: dict[str, Mapping[str, float]] = {}
             for s in pd.unique(bl):
                 m = (bl == s).to_numpy()

@@ -71,6 +71,17 @@ def guess_platform(data: Path) -> str:
     return "other"
 
 
+def _data_has_image(data: str, platform: str | None) -> bool:
+    """Whether the data carry their own H&E: Space Ranger outputs do, a SpatialData store when it has an
+    RGB image element; an .h5ad/.h5 needs the image column."""
+    from .io._spatialdata import is_spatialdata_store, spatialdata_rgb_images
+
+    path = Path(data) if data and not data.startswith(REMOTE_PREFIXES) else None
+    if path is not None and is_spatialdata_store(path):
+        return bool(spatialdata_rgb_images(path))
+    return platform == "visium" and not data.endswith((".h5ad", ".h5"))
+
+
 def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.exists():
         raise InputError(f"sample sheet not found: {path}")
@@ -183,9 +194,7 @@ def validate_samplesheet(path: str | Path, *, check_exists: bool = True,
             "platform": platform or "other",
             "truth": truth or "",
             "n_domains": values.get("n_domains", ""),
-            # Space Ranger outputs carry their own images; an .h5ad/.h5 needs the image column.
-            "has_image": bool(resolved.get("image")) or (
-                platform == "visium" and not str(resolved.get("data", "")).endswith((".h5ad", ".h5"))),
+            "has_image": bool(resolved.get("image")) or _data_has_image(resolved.get("data", ""), platform),
             "has_truth": bool(truth),
         })
 

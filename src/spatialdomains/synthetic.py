@@ -37,11 +37,12 @@ Scale: counts are sampled per chunk of ~4M spot x gene entries, about 75 ns of C
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,11 @@ __all__ = [
     "make_slice",
     "make_slices",
     "simulate_to_dir",
+    "write_visium_hd",
+    "write_xenium",
+    "SIM_FORMATS",
     "fullres_image",
-    "write_gmt",
+    "gene_sets",
     "domain_names",
     "PATTERNS",
     "LAYOUTS",
@@ -67,11 +71,12 @@ __all__ = [
 ]
 
 PATTERNS = ("layers", "blobs")
-LAYOUTS = ("visium", "scatter")
+LAYOUTS = ("visium", "scatter", "cells", "square")
 IMAGE_MODES = ("informative", "uninformative")
 IMAGE_FORMATS = ("tif", "png", "jpg")  #: full-resolution image files: deflate TIFF, PNG, JPEG (quality 92)
 
 GROUND_TRUTH_KEY = "ground_truth"  #: ``obs[GROUND_TRUTH_KEY]``: same labels as ``obs['truth']``
+EXPRESSED_KEY = "expressed_domain"  #: ``obs[EXPRESSED_KEY]`` (cells, square): the domain a cell's counts come from
 MEMBERSHIP_KEY = "synthetic_membership"  #: ``obsm[MEMBERSHIP_KEY]``: (N, K) float32 soft domain membership
 MARKERS_KEY = "markers"  #: ``uns[MARKERS_KEY]``: {domain: [planted marker genes]}
 SYNTHETIC_STEP = "synthetic"  #: ``uns['spatialdomains'][SYNTHETIC_STEP]``: every parameter used
@@ -83,6 +88,12 @@ VISIUM_FIDUCIAL_DIAMETER_PX = 144.4
 #: Scattered cells (Xenium/MERFISH-like): ~10 um apart at 0.2125 um per pixel.
 SCATTER_PITCH_PX = 47.06
 SCATTER_CELL_DIAMETER_PX = 35.0
+XENIUM_PIXEL_UM = 0.2125  #: Xenium morphology image pixel size (microns); cells ~10 um apart
+CELL_PITCH_UM = SCATTER_PITCH_PX * XENIUM_PIXEL_UM  #: mean cell spacing of ``layout="cells"`` (10 um)
+#: Visium HD: 8 um square bins; full-resolution pixels of 0.2737 um.
+HD_BIN_UM = 8
+HD_MICRONS_PER_PIXEL = 0.2737
+HD_PITCH_PX = HD_BIN_UM / HD_MICRONS_PER_PIXEL
 HIRES_MAX_SIDE = 2000
 LOWRES_MAX_SIDE = 600
 DEFAULT_IMAGE_SIDE = 2000  #: longest side of the full-resolution image unless ``image_size``/``fullres_scale``
@@ -108,6 +119,16 @@ _CHUNK_ENTRIES = 4_000_000  # spots x genes entries sampled at once (~16 MB per 
 def domain_names(n_domains: int) -> list[str]:
     """Labels of the planted domains: ``D0``, ``D1``, ... (``D0`` is the outermost layer)."""
     return [f"D{k}" for k in range(n_domains)]
+
+
+def _random_state(random_state: int, seed: int | None, where: str) -> int:
+    """``random_state``, or the deprecated ``seed`` keyword (accepted with a DeprecationWarning until 0.3)."""
+    if seed is None:
+        return int(random_state)
+    import warnings
+
+    warnings.warn(f"{where}(seed=...) is deprecated; use random_state=", DeprecationWarning, stacklevel=3)
+    return int(seed)
 
 
 def _rng(*keys: int) -> np.random.Generator:
@@ -192,7 +213,7 @@ def _resolve_params(
     if image_size is not None and int(image_size) < 64:
         raise InputError(f"image_size must be >= 64 pixels, got {image_size}")
     if library_size is None:
-        library_size = 2000.0 if layout == "visium" else 300.0
+        library_size = {"visium": 2000.0, "scatter": 300.0}.get(layout, 200.0)
     if not library_size > 0:
         raise InputError(f"library_size must be > 0, got {library_size}")
     tissue_seed = 0 if tissue_seed is None else int(tissue_seed)
@@ -402,7 +423,21 @@ class _Tissue:
 
 
 def _lattice_candidates(n: int, layout: str, rng: np.random.Generator, half: float):
-    """Lattice points (spot spacings) covering a square of half-side ``half`` around 0."""
+    """Candidate positions (spot spacings) covering a square of half-side ``half`` around 0.
+
+    ``visium``/``scatter``: the hex lattice (jittered for scatter); ``square``: the square grid of
+    Visium HD bins; ``cells``: irregular cell centroids (see :func:`_cell_candidates`). Returns
+    ``(xy, rows, cols)``; rows/cols are the lattice indices (zeros for ``cells``).
+    """
+    if layout == "cells":
+        xy = _cell_candidates(rng, half)
+        zeros = np.zeros(xy.shape[0], dtype=np.int64)
+        return xy, zeros, zeros
+    if layout == "square":
+        side = np.arange(-int(math.ceil(half)) - 1, int(math.ceil(half)) + 2)
+        rr, cc = np.meshgrid(side, side, indexing="ij")
+        rr, cc = rr.ravel(), cc.ravel()
+        return np.stack([cc, rr], 1).astype(np.float64), rr, cc
     n_rows = int(math.ceil(half / _SQRT3_2)) + 1
     n_cols = int(math.ceil(2 * half)) + 2
     rows = np.arange(-n_rows, n_rows + 1)
@@ -416,6 +451,31 @@ def _lattice_candidates(n: int, layout: str, rng: np.random.Generator, half: flo
         rad = 0.32 * np.sqrt(rng.random(rr.size))
         xy += np.stack([rad * np.cos(ang), rad * np.sin(ang)], 1)
     return xy, rr, cc
+
+
+_CELL_MIN_DIST = 0.6  #: closest two cell centroids may be, in mean cell spacings
+_CELL_RELAX_STEPS = 4
+
+
+def _cell_candidates(rng: np.random.Generator, half: float) -> np.ndarray:
+    """Irregular cell centroids: uniform random points (as many per area as the hex lattice) pushed
+    apart where two lie closer than ``_CELL_MIN_DIST``, like segmented cells (no lattice left)."""
+    from scipy.spatial import cKDTree
+
+    side = 2.0 * half
+    n = int(rng.poisson(side * side / _SQRT3_2))
+    xy = rng.uniform(-half, half, (n, 2))
+    for _ in range(_CELL_RELAX_STEPS):
+        dist, nbr = cKDTree(xy).query(xy, k=2)
+        dist, nbr = dist[:, 1], nbr[:, 1]
+        close = np.flatnonzero(dist < _CELL_MIN_DIST)
+        if not close.size:
+            break
+        away = xy[close] - xy[nbr[close]]
+        d = np.maximum(dist[close], 1e-9)[:, None]
+        away = np.where(d > 1e-6, away / d, rng.normal(0, 1, away.shape))  # coincident: any direction
+        xy[close] += away * (0.5 * (_CELL_MIN_DIST - d))  # each of the pair moves half the overlap
+    return xy
 
 
 def _outline_rank(xy: np.ndarray, g: dict[str, Any]) -> np.ndarray:
@@ -440,7 +500,7 @@ def _build_tissue(p: dict[str, Any], programme_rng_shares: np.ndarray) -> _Tissu
         outline_wobble=[(j, float(rng.uniform(0, 0.06) / math.sqrt(j - 1)), float(rng.uniform(0, 2 * np.pi)))
                         for j in range(2, 7)],
     )
-    area = n * _SQRT3_2  # spot spacings^2 per lattice point
+    area = n * (1.0 if p["layout"] == "square" else _SQRT3_2)  # spot spacings^2 per lattice point
     radius = math.sqrt(area / math.pi) * max(shape["aspect"], 1 / shape["aspect"]) ** 0.5
     half = 1.35 * radius * max(shape["aspect"], 1.0) + 3.0
     xy, rr, cc = _lattice_candidates(n, p["layout"], rng, half)
@@ -457,6 +517,10 @@ def _build_tissue(p: dict[str, Any], programme_rng_shares: np.ndarray) -> _Tissu
             c0 -= 1
         array_row, array_col = (rr - r0).astype(np.int64), (cc - c0).astype(np.int64)
         offset = np.array([c0 * 0.5, r0 * _SQRT3_2])
+    elif p["layout"] == "square":
+        r0, c0 = rr.min(), cc.min()
+        array_row, array_col = (rr - r0).astype(np.int64), (cc - c0).astype(np.int64)
+        offset = np.array([c0, r0], dtype=np.float64)
     else:
         offset = xy.min(0)
     xy = xy - offset  # final frame: candidate = final + offset
@@ -607,8 +671,14 @@ def _nb_counts(rng: np.random.Generator, mu: np.ndarray, size: np.ndarray) -> tu
     return act, cnt
 
 
-def _sample_counts(p: dict[str, Any], prog: _Programme, tissue: _Tissue, membership: np.ndarray) -> sp.csr_matrix:
-    """CSR float32 counts (N, G), generated per chunk of spots (never a dense N x G array)."""
+def _count_chunks(p: dict[str, Any], prog: _Programme, tissue: _Tissue,
+                  membership: np.ndarray) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Counts (N, G) as CSR pieces, one chunk of spots at a time and in order (never a dense N x G array).
+
+    Yields ``(start, stop, data float32, indices int32, per_row int64)`` for the spots
+    ``start:stop``. ``membership`` holds the domain weights the expression is built from. With
+    ``n_jobs`` threads at most ``2 * n_jobs`` chunks are in flight, so memory stays bounded whatever N.
+    """
     rng = _rng(p["seed"], p["tissue_seed"], 3)
     N, G = membership.shape[0], p["n_genes"]
     # library size: log-normal per spot x domain factor x a mild fall-off at the tissue edge
@@ -651,19 +721,36 @@ def _sample_counts(p: dict[str, Any], prog: _Programme, tissue: _Tissue, members
             nz, vals = nz[keep], vals[keep]
         per_row = np.diff(np.searchsorted(nz, np.arange(stop - start + 1, dtype=np.int64) * G))
         cols = nz - np.repeat(np.arange(stop - start, dtype=np.int64) * G, per_row)
-        return vals, cols.astype(np.int32), per_row
+        return start, stop, vals, cols.astype(np.int32), per_row
 
     n_jobs = max(1, min(int(p.get("n_jobs", 1)), len(starts)))
-    # fill one growing buffer per array (spots are in random spatial order, so the first chunk's
-    # density predicts the rest): no list of chunks to concatenate, no fragmented heap
-    indptr = np.zeros(N + 1, dtype=np.int64)
-    data = indices = None
-    nnz = 0
+    if n_jobs == 1:
+        for i in range(len(starts)):
+            yield one_chunk(i)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
 
-    def put(i: int, part) -> None:
-        nonlocal data, indices, nnz
-        vals, cols, per_row = part
-        if data is None:
+    with ThreadPoolExecutor(n_jobs) as pool:  # numpy releases the GIL in the heavy loops
+        pending: deque = deque()
+        for i in range(len(starts)):
+            pending.append(pool.submit(one_chunk, i))
+            if len(pending) >= 2 * n_jobs:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _sample_counts(p: dict[str, Any], prog: _Programme, tissue: _Tissue, membership: np.ndarray) -> sp.csr_matrix:
+    """CSR float32 counts (N, G) of :func:`_count_chunks`, assembled in memory."""
+    N, G = membership.shape[0], p["n_genes"]
+    # fill one growing buffer per array (the first chunk's density predicts the rest): no list of
+    # chunks to concatenate, no fragmented heap
+    indptr = np.zeros(N + 1, dtype=np.int64)
+    data = indices = np.empty(0, dtype=np.float32)
+    nnz = 0
+    for start, stop, vals, cols, per_row in _count_chunks(p, prog, tissue, membership):
+        if nnz == 0 and data.size == 0:
             cap = int(vals.size / max(per_row.size, 1) * N * 1.03) + 1024
             data, indices = np.empty(cap, dtype=np.float32), np.empty(cap, dtype=np.int32)
         if nnz + vals.size > data.size:
@@ -671,19 +758,9 @@ def _sample_counts(p: dict[str, Any], prog: _Programme, tissue: _Tissue, members
             data, indices = np.resize(data, cap), np.resize(indices, cap)
         data[nnz:nnz + vals.size] = vals
         indices[nnz:nnz + vals.size] = cols
-        np.cumsum(per_row, out=indptr[starts[i] + 1:starts[i] + 1 + per_row.size])
-        indptr[starts[i] + 1:starts[i] + 1 + per_row.size] += nnz
+        np.cumsum(per_row, out=indptr[start + 1:stop + 1])
+        indptr[start + 1:stop + 1] += nnz
         nnz += vals.size
-
-    if n_jobs == 1:
-        for i in range(len(starts)):
-            put(i, one_chunk(i))
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(n_jobs) as pool:  # numpy releases the GIL in the heavy loops
-            for i, part in enumerate(pool.map(one_chunk, range(len(starts)))):
-                put(i, part)
     if data.size > 1.02 * nnz + 1024:  # do not keep a large unused tail alive
         data, indices = data[:nnz].copy(), indices[:nnz].copy()
     else:
@@ -700,7 +777,7 @@ def _sample_counts(p: dict[str, Any], prog: _Programme, tissue: _Tissue, members
 
 def _pixel_scale(p: dict[str, Any], tissue: _Tissue) -> tuple[float, float]:
     """(pitch in full-res px, fullres_scale): natural Visium/Xenium scale unless shrunk for an image."""
-    natural = VISIUM_PITCH_PX if p["layout"] == "visium" else SCATTER_PITCH_PX
+    natural = {"visium": VISIUM_PITCH_PX, "square": HD_PITCH_PX}.get(p["layout"], SCATTER_PITCH_PX)
     if p["fullres_scale"] is not None:
         scale = p["fullres_scale"]
     elif p["image"]:
@@ -819,14 +896,20 @@ def _scalefactors(p: dict[str, Any], shape_hw: tuple[int, int], scale: float) ->
     side = max(shape_hw)
     if p["layout"] == "visium":
         spot, fid = VISIUM_SPOT_DIAMETER_PX * scale, VISIUM_FIDUCIAL_DIAMETER_PX * scale
+    elif p["layout"] == "square":  # Space Ranger >= 3: the bin edge, and its microns per pixel
+        spot, fid = HD_PITCH_PX * scale, VISIUM_FIDUCIAL_DIAMETER_PX / VISIUM_PITCH_PX * 100.0 / HD_MICRONS_PER_PIXEL
     else:
         spot, fid = SCATTER_CELL_DIAMETER_PX * scale, SCATTER_CELL_DIAMETER_PX * scale * 1.615
-    return {
+    out = {
         "tissue_hires_scalef": float(min(0.25, HIRES_MAX_SIDE / side)),
         "tissue_lowres_scalef": float(min(0.075, LOWRES_MAX_SIDE / side)),
         "spot_diameter_fullres": float(spot),
         "fiducial_diameter_fullres": float(fid),
     }
+    if p["layout"] == "square":
+        out.update(bin_size_um=float(HD_BIN_UM), microns_per_pixel=float(HD_BIN_UM / spot),
+                   regist_target_img_scalef=out["tissue_hires_scalef"])
+    return out
 
 
 def _downscale(img: np.ndarray, scalef: float) -> np.ndarray:
@@ -840,6 +923,13 @@ def _downscale(img: np.ndarray, scalef: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------------
+
+
+def _hd_barcodes(array_row: np.ndarray, array_col: np.ndarray) -> np.ndarray:
+    """Space Ranger's Visium HD bin barcodes, ``s_008um_<row:05d>_<col:05d>-1``."""
+    prefix = f"s_{HD_BIN_UM:03d}um_"
+    return np.char.add(np.char.add(np.char.add(prefix, np.char.zfill(array_row.astype(str), 5)), "_"),
+                       np.char.add(np.char.zfill(array_col.astype(str), 5), "-1"))
 
 
 def _barcodes(rng: np.random.Generator, n: int, layout: str) -> np.ndarray:
@@ -859,7 +949,10 @@ def _simulate(p: dict[str, Any], *, counts: bool = True, render: bool | None = N
     shares = _target_shares(p)
     tissue = _build_tissue(p, shares)
     # barcodes, and the spots in barcode order (random in space, as Cell Ranger writes them)
-    obs_names = _barcodes(_rng(p["seed"], p["tissue_seed"], 7), p["n_spots"], p["layout"])
+    if p["layout"] == "square":  # bin barcodes name their grid position
+        obs_names = _hd_barcodes(tissue.array_row, tissue.array_col)
+    else:
+        obs_names = _barcodes(_rng(p["seed"], p["tissue_seed"], 7), p["n_spots"], p["layout"])
     order = np.argsort(obs_names, kind="stable")
     obs_names = obs_names[order]
     tissue.xy = tissue.xy[order]
@@ -870,10 +963,26 @@ def _simulate(p: dict[str, Any], *, counts: bool = True, render: bool | None = N
     pitch_px, scale = _pixel_scale(p, tissue)
     render = p["image"] if render is None else render
     out = dict(prog=prog, tissue=tissue, membership=membership, obs_names=obs_names, pitch_px=pitch_px,
-               scale=scale, image=_render_image(p, prog, tissue, pitch_px) if render else None, X=None)
+               scale=scale, image=_render_image(p, prog, tissue, pitch_px) if render else None, X=None,
+               expression=_expression_weights(p, membership))
     if counts:
-        out["X"] = _sample_counts(p, prog, tissue, membership)
+        out["X"] = _sample_counts(p, prog, tissue, out["expression"])
     return out
+
+
+def _expression_weights(p: dict[str, Any], membership: np.ndarray) -> np.ndarray:
+    """Domain weights the counts are built from: the soft membership for spots (a spot mixes the
+    cells under it); for single cells and HD bins (``layout`` ``cells``/``square``) one domain per
+    cell, drawn from its membership, so cells of two domains intermix at a boundary."""
+    if p["layout"] not in ("cells", "square"):
+        return membership
+    rng = _rng(p["seed"], p["tissue_seed"], 9)
+    cum = np.cumsum(membership, 1, dtype=np.float64)
+    draw = rng.random(membership.shape[0]) * cum[:, -1]
+    dom = np.minimum((draw[:, None] > cum).sum(1), membership.shape[1] - 1)
+    onehot = np.zeros_like(membership)
+    onehot[np.arange(membership.shape[0]), dom] = 1.0
+    return onehot
 
 
 def _make_slice(p: dict[str, Any]):
@@ -888,12 +997,14 @@ def _make_slice(p: dict[str, Any]):
     names = domain_names(K)
     labels = pd.Categorical.from_codes(np.argmax(membership, 1), categories=names)
     obs = pd.DataFrame(index=pd.Index(sim["obs_names"]))
-    if p["layout"] == "visium":
+    if p["layout"] in ("visium", "square"):
         obs["in_tissue"] = np.ones(N, dtype=np.int64)
         obs["array_row"] = tissue.array_row
         obs["array_col"] = tissue.array_col
     obs[TRUTH_KEY] = labels
     obs[GROUND_TRUTH_KEY] = labels.copy()
+    if p["layout"] in ("cells", "square"):  # the domain programme each cell expresses (truth: its region)
+        obs[EXPRESSED_KEY] = pd.Categorical.from_codes(np.argmax(sim["expression"], 1), categories=names)
     obs[SLICE_KEY] = pd.Categorical.from_codes(np.zeros(N, dtype=np.int8), categories=[p["slice_id"]])
     adata = ad.AnnData(X=X, obs=obs, var=prog.var.copy())
     adata.layers[COUNTS_LAYER] = X.copy()
@@ -927,7 +1038,7 @@ def make_slice(
     pattern: str = "layers",
     layout: str = "visium",
     n_markers_per_domain: int = 20,
-    seed: int = 0,
+    random_state: int = 0,
     tissue_seed: int | None = None,
     slice_id: str = "slice0",
     batch_effect: float = 0.0,
@@ -947,6 +1058,7 @@ def make_slice(
     dropout: float = 0.1,
     mt_fraction: float = 0.08,
     n_jobs: int = 1,
+    seed: int | None = None,
 ):
     """Simulate one tissue slice with known spatial domains.
 
@@ -966,8 +1078,9 @@ def make_slice(
         lattice simply grows.
     n_markers_per_domain
         Planted marker genes per domain (shrunk, with a warning, when the genes cannot hold them).
-    seed
-        Programme seed: genes, markers, dispersion and texture. Slices with one ``seed`` share them.
+    random_state
+        Programme seed: genes, markers, dispersion and texture. Slices with one ``random_state`` share
+        them. (``seed=`` is the deprecated name.)
     tissue_seed
         Seed of the outline, domain geometry and counts (default 0).
     slice_id
@@ -1015,7 +1128,7 @@ def make_slice(
     """
     p = _resolve_params(
         n_spots, n_domains, n_genes, pattern=pattern, layout=layout, n_markers_per_domain=n_markers_per_domain,
-        seed=seed, tissue_seed=tissue_seed, slice_id=slice_id, batch_effect=batch_effect, batch_seed=batch_seed,
+        seed=_random_state(random_state, seed, "make_slice"), tissue_seed=tissue_seed, slice_id=slice_id, batch_effect=batch_effect, batch_seed=batch_seed,
         image=image, image_mode=image_mode, image_size=image_size, fullres_scale=fullres_scale,
         boundary_width=boundary_width, marker_lfc=marker_lfc, shared_marker_fraction=shared_marker_fraction,
         n_nuisance=n_nuisance, nuisance_strength=nuisance_strength, library_size=library_size,
@@ -1063,21 +1176,24 @@ def make_slices(
     n_genes: int = 1000,
     *,
     batch_effect: float = 0.3,
-    seed: int = 0,
+    random_state: int = 0,
+    seed: int | None = None,
     **kwargs,
 ) -> list:
     """Slices of one experiment: shared programme and domain structure, per-slice tissue and batch.
 
-    Slice ``i`` is ``make_slice(seed=seed, tissue_seed=i, batch_seed=i + 1, slice_id=f"slice{i}")``:
+    Slice ``i`` is ``make_slice(random_state=random_state, tissue_seed=i, batch_seed=i + 1,
+    slice_id=f"slice{i}")``:
     same genes, markers, texture and layer widths; a different outline, orientation, curvature and
     counts; and its own gene-wise batch shift of sd ``batch_effect``. ``n_spots`` may be a list.
     Other keyword arguments go to :func:`make_slice`.
     """
     return [a for a, _ in _make_slices(n_slices, n_spots, n_domains, n_genes, batch_effect=batch_effect,
-                                       seed=seed, **kwargs)]
+                                       seed=_random_state(random_state, seed, "make_slices"), **kwargs)]
 
 
-def _make_slices(n_slices, n_spots, n_domains, n_genes, *, batch_effect, seed, **kwargs):
+def _slices_params(n_slices, n_spots, n_domains, n_genes, *, batch_effect, seed, **kwargs) -> list[dict[str, Any]]:
+    """Resolved parameters of slice ``i`` = 0..n_slices-1: ``tissue_seed=i``, ``batch_seed=i + 1``, ``slice<i>``."""
     if int(n_slices) < 1:
         raise InputError(f"n_slices must be >= 1, got {n_slices}")
     sizes = [int(n_spots)] * int(n_slices) if np.isscalar(n_spots) else [int(v) for v in n_spots]
@@ -1086,47 +1202,61 @@ def _make_slices(n_slices, n_spots, n_domains, n_genes, *, batch_effect, seed, *
     for bad in ("tissue_seed", "batch_seed", "slice_id"):
         if bad in kwargs:
             raise InputError(f"make_slices sets {bad} per slice; do not pass it")
-    out = []
-    for i, n in enumerate(sizes):
-        p = _resolve_params(
-            n, n_domains, n_genes, seed=seed, tissue_seed=i, batch_seed=i + 1, slice_id=f"slice{i}",
-            batch_effect=batch_effect, **{**_make_slice_defaults(), **kwargs},
-        )
-        out.append(_make_slice(p))
-    return out
+    return [_resolve_params(n, n_domains, n_genes, seed=seed, tissue_seed=i, batch_seed=i + 1, slice_id=f"slice{i}",
+                            batch_effect=batch_effect, **{**_make_slice_defaults(), **kwargs})
+            for i, n in enumerate(sizes)]
+
+
+def _make_slices(n_slices, n_spots, n_domains, n_genes, *, batch_effect, seed, **kwargs):
+    return [_make_slice(p) for p in _slices_params(n_slices, n_spots, n_domains, n_genes, batch_effect=batch_effect,
+                                                   seed=seed, **kwargs)]
 
 
 def _make_slice_defaults() -> dict[str, Any]:
     """Keyword defaults of :func:`make_slice` that :func:`make_slices` passes on (one source)."""
     import inspect
 
-    skip = {"n_spots", "n_domains", "n_genes", "seed", "tissue_seed", "batch_seed", "slice_id", "batch_effect"}
+    skip = {"n_spots", "n_domains", "n_genes", "seed", "random_state", "tissue_seed", "batch_seed", "slice_id",
+            "batch_effect"}
     return {k: v.default for k, v in inspect.signature(make_slice).parameters.items() if k not in skip}
 
 
-def write_gmt(path: str | os.PathLike, adata, *, n_decoys: int = 5, seed: int = 0) -> Path:
-    """Gene sets of a synthetic slice as GMT: one ``PROGRAMME_<domain>`` per planted marker programme,
-    the nuisance programmes (``NUISANCE_<i>``, spatially random) and ``n_decoys`` random ``DECOY_<i>``
-    sets of background genes (same size), written atomically."""
+def gene_sets(adata, *, n_decoys: int = 5, random_state: int = 0) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Gene sets of a synthetic slice and their descriptions, for :func:`spatialdomains.analysis.write_gmt`.
+
+    One ``PROGRAMME_<domain>`` per planted marker programme, the nuisance programmes (``NUISANCE_<i>``,
+    spatially random) and ``n_decoys`` random ``DECOY_<i>`` sets of background genes (the median
+    programme size). ``adata`` needs ``var['programme']`` (any :func:`make_slice` result).
+    """
     var = adata.var
     if "programme" not in var:
         raise InputError("var['programme'] is missing: not a spatialdomains.synthetic slice")
-    lines = []
+    sets: dict[str, list[str]] = {}
+    desc: dict[str, str] = {}
     prog = var["programme"].astype(str)
-    names = sorted(set(prog), key=lambda n: (not n.startswith("PROGRAMME_"), n))
-    for name in names:
+    for name in sorted(set(prog)):
         if name.startswith(("PROGRAMME_", "NUISANCE_")):
-            genes = [str(g) for g in var.index[(prog == name).to_numpy()]]
-            desc = f"planted markers of domain {name.split('_', 1)[1]}" if name.startswith("PROGRAMME_") \
+            sets[name] = [str(g) for g in var.index[(prog == name).to_numpy()]]
+            desc[name] = f"planted markers of domain {name.split('_', 1)[1]}" if name.startswith("PROGRAMME_") \
                 else "nuisance programme (no spatial structure)"
-            lines.append("\t".join([name, desc, *genes]))
     size = max(5, int(np.median([len(v) for v in adata.uns.get(MARKERS_KEY, {"x": [0] * 10}).values()])))
     background = var.index[(prog == "BACKGROUND").to_numpy()].to_numpy()
-    rng = _rng(seed, 8)
+    rng = _rng(random_state, 8)
     for i in range(n_decoys):
-        genes = sorted(rng.choice(background, min(size, len(background)), replace=False).tolist())
-        lines.append("\t".join([f"DECOY_{i + 1}", "random background genes", *genes]))
-    return write_text_atomic(path, "\n".join(lines) + "\n")
+        sets[f"DECOY_{i + 1}"] = sorted(rng.choice(background, min(size, len(background)), replace=False).tolist())
+        desc[f"DECOY_{i + 1}"] = "random background genes"
+    return sets, desc
+
+
+def write_gmt(path: str | os.PathLike, adata, *, n_decoys: int = 5, seed: int = 0) -> Path:
+    """Deprecated (until 0.3): ``analysis.write_gmt(path, *synthetic.gene_sets(adata))`` does the same."""
+    import warnings
+
+    from .analysis import write_gmt as _write
+
+    warnings.warn("synthetic.write_gmt is deprecated; use analysis.write_gmt(path, *synthetic.gene_sets(adata))",
+                  DeprecationWarning, stacklevel=2)
+    return _write(path, *gene_sets(adata, n_decoys=n_decoys, random_state=seed))
 
 
 def _write_image(path: Path, image: np.ndarray) -> Path:
@@ -1146,6 +1276,301 @@ def _write_image(path: Path, image: np.ndarray) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------------------------------
+# real instrument formats: Visium HD (Space Ranger >= 3) bins and Xenium Onboard Analysis cells
+# --------------------------------------------------------------------------------------------------
+
+SIM_FORMATS = ("h5ad", "visium_hd", "xenium")  #: what :func:`simulate_to_dir` writes per slice
+FORMAT_LAYOUT = {"visium_hd": "square", "xenium": "cells"}
+FORMAT_PLATFORM = {"h5ad": None, "visium_hd": "visium_hd", "xenium": "xenium"}
+TRUTH_SUFFIX = "_truth.csv"  #: ``<slice>_truth.csv`` beside the instrument folder: ``barcode,truth``
+XENIUM_CONTROLS = (  #: (feature_type, name prefix, how many, mean count per cell), as Xenium panels carry
+    ("Negative Control Probe", "NegControlProbe_", 20, 0.01),
+    ("Negative Control Codeword", "NegControlCodeword_", 10, 0.005),
+    ("Unassigned Codeword", "UnassignedCodeword_", 10, 0.005),
+)
+_H5_CHUNK = 1 << 16  # values per HDF5 chunk of matrix/data and matrix/indices
+_GENOME = "GRCh38"
+
+
+def _features_table(prog: _Programme) -> pd.DataFrame:
+    """Gene Expression features of a programme: ``id``, ``name``, ``feature_type``, ``genome``."""
+    var = prog.var
+    return pd.DataFrame({"id": var["gene_ids"].astype(str).to_numpy(), "name": var.index.astype(str).to_numpy(),
+                         "feature_type": "Gene Expression", "genome": _GENOME})
+
+
+def _write_10x_h5(path: Path, chunks: Iterator, *, barcodes: np.ndarray, features: pd.DataFrame,
+                  attrs: dict[str, Any]) -> np.ndarray:
+    """Stream CSR row chunks into a Cell Ranger >= 3 feature-barcode h5, written atomically.
+
+    Layout: ``matrix/{barcodes, data (int32), indices (int64), indptr (int64), shape (int32: features,
+    barcodes), features/{_all_tag_keys, feature_type, genome, id, name}}``; rows (barcodes) are the
+    CSC columns, so each chunk of spots appends to ``data``/``indices``. Returns the per-barcode
+    totals of each ``feature_type`` ((N, T) int64, in order of first appearance).
+    """
+    import h5py
+
+    n = len(barcodes)
+    ftypes = list(dict.fromkeys(features["feature_type"]))
+    type_of = pd.Categorical(features["feature_type"], categories=ftypes).codes.astype(np.int64)
+    totals = np.zeros((n, len(ftypes)), dtype=np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    enc = lambda values: np.asarray([str(v).encode() for v in values])  # noqa: E731  (fixed-length bytes)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        g = f.create_group("matrix")
+        g.create_dataset("barcodes", data=enc(barcodes))
+        kw = dict(maxshape=(None,), chunks=(_H5_CHUNK,), compression="gzip", compression_opts=1, shuffle=True)
+        data = g.create_dataset("data", shape=(0,), dtype=np.int32, **kw)
+        indices = g.create_dataset("indices", shape=(0,), dtype=np.int64, **kw)
+        nnz = 0
+        for start, stop, vals, cols, per_row in chunks:
+            data.resize((nnz + vals.size,))
+            indices.resize((nnz + vals.size,))
+            data[nnz:] = vals.astype(np.int32)
+            indices[nnz:] = cols
+            np.cumsum(per_row, out=indptr[start + 1:stop + 1])
+            indptr[start + 1:stop + 1] += nnz
+            rows = np.repeat(np.arange(stop - start), per_row)
+            totals[start:stop] += np.bincount(rows * len(ftypes) + type_of[cols], weights=vals,
+                                              minlength=(stop - start) * len(ftypes)).reshape(-1, len(ftypes)
+                                                                                            ).astype(np.int64)
+            nnz += vals.size
+        g.create_dataset("indptr", data=indptr)
+        g.create_dataset("shape", data=np.array([len(features), n], dtype=np.int32))
+        feats = g.create_group("features")
+        feats.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
+        for key in ("feature_type", "genome", "id", "name"):
+            feats.create_dataset(key, data=enc(features[key]))
+    return totals
+
+
+def _with_controls(p: dict[str, Any], chunks: Iterator, n_genes: int) -> Iterator:
+    """Append Poisson counts of the Xenium control features (columns after the genes) to each chunk."""
+    rates = np.concatenate([np.full(n, rate) for _, _, n, rate in XENIUM_CONTROLS])
+    for i, (start, stop, vals, cols, per_row) in enumerate(chunks):
+        crng = _rng(p["seed"], p["tissue_seed"], 10, i)
+        ctrl = sp.csr_matrix(crng.poisson(rates, (stop - start, rates.size)).astype(np.float32))
+        genes = sp.csr_matrix((vals, cols, np.concatenate([[0], np.cumsum(per_row)])), shape=(stop - start, n_genes))
+        both = sp.hstack([genes, ctrl], format="csr")
+        both.sort_indices()
+        yield start, stop, both.data, both.indices.astype(np.int64), np.diff(both.indptr)
+
+
+def _write_truth(path: Path, barcodes: np.ndarray, labels: pd.Categorical) -> Path:
+    return write_csv_atomic(pd.DataFrame({"barcode": barcodes, TRUTH_KEY: np.asarray(labels).astype(str)}), path,
+                            index=False)
+
+
+def _write_visium_hd(p: dict[str, Any], out: Path, sim: dict[str, Any]) -> Path:
+    """``out/outs/binned_outputs/square_008um/`` (+ ``outs/spatial/``, ``outs/feature_slice.h5``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tissue, prog, pitch = sim["tissue"], sim["prog"], sim["pitch_px"]
+    outs = out / "outs"
+    bin_dir = outs / "binned_outputs" / f"square_{HD_BIN_UM:03d}um"
+    spatial = bin_dir / "spatial"
+    spatial.mkdir(parents=True, exist_ok=True)
+    chunks = _count_chunks(p, prog, tissue, sim["expression"])
+    attrs = {"chemistry_description": "Visium HD v1", "filetype": "matrix", "library_ids": np.array([p["slice_id"].encode()]),
+             "original_gem_groups": np.array([1]), "software_version": "spaceranger-3.1.1 (spatialdomains.synthetic)",
+             "version": 2}
+    _write_10x_h5(bin_dir / "filtered_feature_bc_matrix.h5", chunks, barcodes=sim["obs_names"],
+                  features=_features_table(prog), attrs=attrs)
+    # positions of every bin of the tissue's bounding box (off-tissue bins with in_tissue = 0), in
+    # barcode order = (row, col) order, as Space Ranger lists the capture area
+    n_rows, n_cols = int(tissue.array_row.max()) + 1, int(tissue.array_col.max()) + 1
+    rows, cols = np.divmod(np.arange(n_rows * n_cols, dtype=np.int64), n_cols)
+    in_tissue = np.zeros(n_rows * n_cols, dtype=np.int32)
+    in_tissue[tissue.array_row * n_cols + tissue.array_col] = 1
+    table = pa.table({
+        "barcode": _hd_barcodes(rows, cols),
+        "in_tissue": in_tissue,
+        "array_row": rows.astype(np.int32),
+        "array_col": cols.astype(np.int32),
+        "pxl_row_in_fullres": (rows + MARGIN_PITCHES) * pitch,
+        "pxl_col_in_fullres": (cols + MARGIN_PITCHES) * pitch,
+    })
+    with atomic_path(spatial / "tissue_positions.parquet") as tmp:
+        pq.write_table(table, tmp)
+    del table, rows, cols, in_tissue
+    sf = _scalefactors(p, _image_shape(tissue, pitch), sim["scale"])
+    for folder in (spatial, outs / "spatial"):
+        write_text_atomic(folder / "scalefactors_json.json", json.dumps(sf, indent=2) + "\n")
+    _write_feature_slice_stub(outs / "feature_slice.h5", p)
+    return out
+
+
+def _write_feature_slice_stub(path: Path, p: dict[str, Any]) -> None:
+    """``feature_slice.h5`` with only its metadata attribute (the 2 um matrix itself is not written):
+    readers such as spatialdata-io take the layout version from it."""
+    import h5py
+
+    layout = {"file_format": "1.0", "transform": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]}
+    eye = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    meta = {"hd_layout_json": json.dumps(layout), "sample_id": p["slice_id"],
+            "transform_matrices": {k: eye for k in ("cytassist_colrow_to_spot_colrow", "spot_colrow_to_cytassist_colrow",
+                                                    "microscope_colrow_to_spot_colrow",
+                                                    "spot_colrow_to_microscope_colrow")}}
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["metadata_json"] = json.dumps(meta)
+
+
+def _write_xenium(p: dict[str, Any], out: Path, sim: dict[str, Any]) -> Path:
+    """``out/`` as Xenium Onboard Analysis writes it: ``cell_feature_matrix.h5``, ``cells.parquet``,
+    ``experiment.xenium`` (no transcripts, boundaries or morphology images)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tissue, prog = sim["tissue"], sim["prog"]
+    out.mkdir(parents=True, exist_ok=True)
+    G = p["n_genes"]
+    features = [_features_table(prog)]
+    for ftype, prefix, n, _ in XENIUM_CONTROLS:
+        names = [f"{prefix}{i:04d}" for i in range(n)]
+        features.append(pd.DataFrame({"id": names, "name": names, "feature_type": ftype, "genome": "Unknown"}))
+    features = pd.concat(features, ignore_index=True)
+    chunks = _with_controls(p, _count_chunks(p, prog, tissue, sim["expression"]), G)
+    attrs = {"filetype": "matrix", "library_ids": np.array([p["slice_id"].encode()]), "original_gem_groups": np.array([1]),
+             "software_version": "xenium-2.0.0.10 (spatialdomains.synthetic)", "version": 2}
+    totals = _write_10x_h5(out / "cell_feature_matrix.h5", chunks, barcodes=sim["obs_names"], features=features,
+                           attrs=attrs)
+    xy_um = (tissue.xy + MARGIN_PITCHES) * (sim["pitch_px"] * XENIUM_PIXEL_UM)
+    rng = _rng(p["seed"], p["tissue_seed"], 11)
+    area = (CELL_PITCH_UM ** 2 * 0.8) * np.exp(rng.normal(0.0, 0.3, len(xy_um)))
+    by_type = dict(zip(features["feature_type"].unique(), totals.T))
+    zero = np.zeros(len(xy_um), dtype=np.int64)
+    gene = by_type["Gene Expression"]
+    probe = by_type.get("Negative Control Probe", zero)
+    codeword = by_type.get("Negative Control Codeword", zero)
+    unassigned = by_type.get("Unassigned Codeword", zero)
+    table = pa.table({
+        "cell_id": sim["obs_names"].astype(str),
+        "x_centroid": xy_um[:, 0],
+        "y_centroid": xy_um[:, 1],
+        "transcript_counts": gene.astype(np.int64),
+        "control_probe_counts": probe.astype(np.int64),
+        "genomic_control_counts": zero,
+        "control_codeword_counts": codeword.astype(np.int64),
+        "unassigned_codeword_counts": unassigned.astype(np.int64),
+        "deprecated_codeword_counts": zero,
+        "total_counts": (gene + probe + codeword + unassigned).astype(np.int64),
+        "cell_area": area,
+        "nucleus_area": area * np.clip(rng.normal(0.35, 0.05, len(xy_um)), 0.15, 0.6),
+    })
+    with atomic_path(out / "cells.parquet") as tmp:
+        pq.write_table(table, tmp)
+    experiment = {
+        "major_version": 5, "minor_version": 0, "patch_version": 0, "run_name": f"synthetic_{p['slice_id']}",
+        "run_start_time": "2024-01-01T00:00:00Z", "region_name": p["slice_id"], "preservation_method": "ffpe",
+        "num_cells": int(len(xy_um)), "transcripts_per_cell": int(np.median(gene)) if len(gene) else 0,
+        "transcripts_per_100um": None, "cassette_name": "synthetic", "slide_id": "0000000",
+        "panel_design_id": "synthetic", "panel_name": f"synthetic {G}-gene panel", "panel_organism": "Human",
+        "panel_num_targets_predesigned": int(G), "panel_num_targets_custom": 0, "pixel_size": XENIUM_PIXEL_UM,
+        "instrument_sn": "synthetic", "instrument_sw_version": "2.0.0", "analysis_sw_version": "xenium-2.0.0.10",
+        "experiment_uuid": "", "cassette_uuid": "", "roi_uuid": "", "z_step_size": 3.0, "well_uuid": "",
+        "calibration_uuid": "", "images": {}, "xenium_explorer_files": {},
+    }
+    write_text_atomic(out / "experiment.xenium", json.dumps(experiment, indent=4) + "\n")
+    return out
+
+
+def _write_format(p: dict[str, Any], out: Path, fmt: str) -> tuple[Path, Path]:
+    """Simulate the slice of ``p`` (counts streamed, never held whole) into instrument folder ``out``
+    and its truth file ``<out>_truth.csv``; returns both paths."""
+    start = logg.info(f"writing {fmt} slice {p['slice_id']}: {p['n_spots']} {p['layout']} x {p['n_genes']} genes "
+                      f"to {out}")
+    sim = _simulate(p, counts=False, render=False)
+    labels = pd.Categorical.from_codes(np.argmax(sim["membership"], 1), categories=domain_names(p["n_domains"]))
+    writer = {"visium_hd": _write_visium_hd, "xenium": _write_xenium}[fmt]
+    writer(p, out, sim)
+    truth = _write_truth(out.parent / f"{out.name}{TRUTH_SUFFIX}", sim["obs_names"], labels)
+    logg.info("    finished", time=start, deep=f"wrote {out} and {truth}")
+    return out, truth
+
+
+def _format_kwargs(fmt: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """:func:`make_slice` keywords of an instrument format: its layout, no image, cell-level variation."""
+    if fmt not in FORMAT_LAYOUT:
+        raise InputError(f"format must be one of {', '.join(FORMAT_LAYOUT)}, got {fmt!r}")
+    for bad in ("layout", "image"):
+        if bad in kwargs:
+            raise InputError(f"format={fmt!r} sets {bad}; do not pass it")
+    return {"nuisance_strength": 0.6, **kwargs, "layout": FORMAT_LAYOUT[fmt], "image": False}
+
+
+def _format_params(fmt: str, n: int, n_domains: int, n_genes: int, *, random_state: int = 0, tissue_seed: int = 0,
+                   batch_seed: int | None = None, slice_id: str = "slice0", batch_effect: float = 0.0,
+                   **kwargs) -> dict[str, Any]:
+    """Parameters of one instrument-format slice; the keywords of :func:`write_visium_hd`/:func:`write_xenium`."""
+    return _resolve_params(n, n_domains, n_genes, seed=random_state, tissue_seed=tissue_seed, batch_seed=batch_seed,
+                           slice_id=slice_id, batch_effect=batch_effect,
+                           **{**_make_slice_defaults(), **_format_kwargs(fmt, kwargs)})
+
+
+def write_visium_hd(out_dir: str | os.PathLike, n_bins: int = 500_000, n_genes: int = 18_000, n_domains: int = 7,
+                   **kwargs) -> tuple[Path, Path]:
+    """Write a synthetic Visium HD sample (8 um bins) as Space Ranger >= 3 lays it out.
+
+    Files, under ``out_dir``: ``outs/binned_outputs/square_008um/filtered_feature_bc_matrix.h5``
+    (Cell Ranger >= 3 h5, ``Gene Expression`` features only, bin barcodes
+    ``s_008um_<row:05d>_<col:05d>-1``), ``.../spatial/tissue_positions.parquet`` (columns ``barcode,
+    in_tissue, array_row, array_col, pxl_row_in_fullres, pxl_col_in_fullres``; every bin of the
+    tissue's bounding box, off-tissue ones with ``in_tissue = 0``), ``.../spatial/scalefactors_json.json``
+    (also in ``outs/spatial/``; ``bin_size_um``, ``microns_per_pixel``, ``spot_diameter_fullres`` =
+    the bin edge in pixels), and ``outs/feature_slice.h5`` holding only its ``metadata_json``
+    attribute. No images. Beside ``out_dir``: ``<name>_truth.csv`` (``barcode,truth``: the domain
+    whose region holds the bin).
+
+    The tissue is ``make_slice(layout="square")``: bins on a square grid, one domain per bin drawn from
+    the soft membership (so bins of two domains intermix at a boundary), NB counts (library size 200
+    by default) and nuisance programmes at ``nuisance_strength=0.6`` (cell-to-cell variation). Counts
+    are generated and written per chunk of ~4M bin x gene entries: memory is O(N + chunk), never
+    O(N x G) or O(nnz).
+
+    Keywords: ``random_state`` (programme, default 0), ``tissue_seed`` (outline, domains, counts;
+    default 0), ``slice_id`` (default ``"slice0"``: ``library_ids`` of the h5), ``batch_effect``
+    (default 0) and ``batch_seed``, ``n_jobs`` (threads sampling the counts; same result), and any
+    other :func:`make_slice` keyword except ``layout`` and ``image``.
+
+    Returns
+    -------
+    ``(sample folder, truth file)``; ``spatialdomains.io.read(folder, platform="visium_hd",
+    truth=truth_file)`` reads it back.
+    """
+    p = _format_params("visium_hd", n_bins, n_domains, n_genes, **kwargs)
+    return _write_format(p, Path(out_dir), "visium_hd")
+
+
+def write_xenium(out_dir: str | os.PathLike, n_cells: int = 1_000_000, n_genes: int = 300, n_domains: int = 7,
+                 **kwargs) -> tuple[Path, Path]:
+    """Write a synthetic Xenium output folder (single cells) as Xenium Onboard Analysis lays it out.
+
+    Files, in ``out_dir``: ``cell_feature_matrix.h5`` (Cell Ranger >= 3 h5: ``n_genes`` ``Gene
+    Expression`` features, then 20 ``Negative Control Probe``, 10 ``Negative Control Codeword`` and 10
+    ``Unassigned Codeword`` features with a few counts), ``cells.parquet`` (``cell_id, x_centroid,
+    y_centroid`` in microns, ``transcript_counts``, the control counts, ``total_counts``,
+    ``cell_area``, ``nucleus_area``, same order as the matrix) and ``experiment.xenium`` (JSON,
+    ``pixel_size`` 0.2125). No transcripts, boundaries or morphology images. Beside ``out_dir``:
+    ``<name>_truth.csv`` (``barcode,truth``).
+
+    The tissue is ``make_slice(layout="cells")``: irregular cell centroids about 10 um apart (no
+    lattice), one domain per cell drawn from the soft membership, NB counts (200 per cell by default)
+    and nuisance programmes at ``nuisance_strength=0.6``. Counts are generated and written per chunk
+    (memory O(N + chunk)). Keywords as :func:`write_visium_hd`.
+
+    Returns
+    -------
+    ``(folder, truth file)``; ``spatialdomains.io.read(folder, platform="xenium", truth=truth_file)``
+    reads it back.
+    """
+    p = _format_params("xenium", n_cells, n_domains, n_genes, **kwargs)
+    return _write_format(p, Path(out_dir), "xenium")
+
+
 def simulate_to_dir(
     out_dir: str | os.PathLike,
     *,
@@ -1154,7 +1579,7 @@ def simulate_to_dir(
     n_domains: int = 5,
     n_genes: int = 1000,
     image: bool = False,
-    seed: int = 0,
+    random_state: int = 0,
     pattern: str = "layers",
     layout: str = "visium",
     batch_effect: float = 0.3,
@@ -1163,38 +1588,70 @@ def simulate_to_dir(
     gmt: bool = True,
     image_format: str = "tif",
     counts_layer: bool = True,
+    format: str = "h5ad",
+    seed: int | None = None,
     **kwargs,
 ) -> Path:
     """Write a ready-to-run synthetic experiment and return its sample sheet.
 
-    Writes (atomically) ``slice<i>.h5ad``; with ``image=True`` ``slice<i>_fullres.tif`` (or ``.png``
-    with ``image_format="png"``), the full-resolution H&E image in whose pixels ``obsm['spatial']``
-    is given; ``samplesheet.csv`` with columns ``sample,group,data,image,platform,truth,n_domains``
-    (paths relative to the sheet's folder, ``truth`` = the ``obs`` column ``truth``); and with
-    ``gmt=True`` ``genesets.gmt`` (see :func:`write_gmt`). Other keyword arguments go to
-    :func:`make_slice`.
+    ``format="h5ad"`` writes (atomically) ``slice<i>.h5ad``; with ``image=True`` ``slice<i>_fullres.tif``
+    (or ``.png`` with ``image_format="png"``), the full-resolution H&E image in whose pixels
+    ``obsm['spatial']`` is given. ``format="visium_hd"`` / ``"xenium"`` writes each slice as the
+    instrument does instead (folder ``slice<i>/``, see :func:`write_visium_hd` / :func:`write_xenium`;
+    ``layout`` and ``platform`` follow from the format, no image) plus ``slice<i>_truth.csv``, one slice
+    at a time with the counts streamed to disk. Always: ``samplesheet.csv`` with columns
+    ``sample,group,data,image,platform,truth,n_domains`` (paths relative to the sheet's folder;
+    ``truth`` = the ``obs`` column ``truth`` or the truth file) and with ``gmt=True`` ``genesets.gmt``
+    (:func:`gene_sets`). Other keyword arguments go to :func:`make_slice`.
     """
     if image_format not in IMAGE_FORMATS:
         raise InputError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
+    if format not in SIM_FORMATS:
+        raise InputError(f"format must be one of {', '.join(SIM_FORMATS)}, got {format!r}")
+    random_state = _random_state(random_state, seed, "simulate_to_dir")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    start = logg.info(f"writing {n_slices} synthetic slice(s) to {out}")
-    slices = _make_slices(n_slices, n_spots, n_domains, n_genes, batch_effect=batch_effect, seed=seed,
-                          image=image, pattern=pattern, layout=layout, **kwargs)
+    start = logg.info(f"writing {n_slices} synthetic slice(s) ({format}) to {out}")
     rows = []
-    for adata, img in slices:
-        sid = str(adata.obs[SLICE_KEY].iloc[0])
-        if not counts_layer:  # X holds the counts already; readers copy X to layers['counts']
-            del adata.layers[COUNTS_LAYER]
-        write_h5ad_atomic(adata, out / f"{sid}.h5ad")
-        image_rel = ""
-        if img is not None:
-            image_rel = f"{sid}_fullres.{image_format}"
-            _write_image(out / image_rel, img)
-        rows.append(dict(sample=sid, group=group, data=f"{sid}.h5ad", image=image_rel, platform=platform,
-                         truth=TRUTH_KEY, n_domains=int(n_domains)))
+    if format == "h5ad":
+        slices = _make_slices(n_slices, n_spots, n_domains, n_genes, batch_effect=batch_effect, seed=random_state,
+                              image=image, pattern=pattern, layout=layout, **kwargs)
+        for adata, img in slices:
+            sid = str(adata.obs[SLICE_KEY].iloc[0])
+            if not counts_layer:  # X holds the counts already; readers copy X to layers['counts']
+                del adata.layers[COUNTS_LAYER]
+            write_h5ad_atomic(adata, out / f"{sid}.h5ad")
+            image_rel = ""
+            if img is not None:
+                image_rel = f"{sid}_fullres.{image_format}"
+                _write_image(out / image_rel, img)
+            rows.append(dict(sample=sid, group=group, data=f"{sid}.h5ad", image=image_rel, platform=platform,
+                             truth=TRUTH_KEY, n_domains=int(n_domains)))
+        first = slices[0][0]
+    else:
+        if image:
+            raise InputError(f"format={format!r} writes no image; use image=False")
+        params = _slices_params(n_slices, n_spots, n_domains, n_genes, batch_effect=batch_effect, seed=random_state,
+                                pattern=pattern, **_format_kwargs(format, kwargs))
+        for p in params:
+            folder, truth = _write_format(p, out / p["slice_id"], format)
+            rows.append(dict(sample=p["slice_id"], group=group, data=folder.name, image="",
+                             platform=FORMAT_PLATFORM[format], truth=truth.name, n_domains=int(n_domains)))
+        first = _programme_view(params[0])
     sheet = write_csv_atomic(pd.DataFrame(rows), out / "samplesheet.csv", index=False)
     if gmt:
-        write_gmt(out / "genesets.gmt", slices[0][0], seed=seed)
+        from .analysis import write_gmt as _write_gmt
+
+        _write_gmt(out / "genesets.gmt", *gene_sets(first, random_state=random_state))
     logg.info("    finished", time=start, deep=f"wrote {sheet}")
     return sheet
+
+
+def _programme_view(p: dict[str, Any]):
+    """An AnnData without observations holding the programme's ``var`` and markers (for :func:`gene_sets`)."""
+    import anndata as ad
+
+    prog = _build_programme(p)
+    view = ad.AnnData(var=prog.var.copy())
+    view.uns[MARKERS_KEY] = {k: list(v) for k, v in prog.markers.items()}
+    return view

@@ -6,6 +6,8 @@
     domains and metrics, with ARI above a floor on the synthetic truth; h5ad outputs are compared by structure;
     the group's HTML report holds every section and links its published tables; the MultiQC report lists every
     slice and every method with its metrics; pipeline_info holds the run's provenance;
+    the group's SpatialData store opens with spatialdata.read_zarr and holds the domains of every method and seed;
+    a run whose sample sheet gives SpatialData stores (written here from the demo) as data goes through;
 (c) ``-resume`` re-runs nothing; after changing one method's epochs only that method's tasks re-run;
 (d) a bad sample sheet fails in seconds with the row-level message and no task but VALIDATE;
 plus --help, the missing --input error, the unknown-parameter warning and every profile parsing.
@@ -154,7 +156,7 @@ def test_stub_matches_snapshot(stub_run):
     assert actual["tasks"]["SPATIALDOMAINS_CONSENSUS"] == 2  # one per method: 2 seeds make a consensus
     assert actual["tasks"]["SPATIALDOMAINS_ANALYSE"] == 4
     assert actual["tasks"]["SPATIALDOMAINS_REPORT"] == 1
-    assert actual["tasks"]["MULTIQC"] == 1
+    assert actual["tasks"]["SPATIALDOMAINS_MULTIQC_CONTENT"] == 1 and actual["tasks"]["MULTIQC"] == 1
     check_snapshot("stub.json", actual)
 
 
@@ -221,6 +223,89 @@ def test_real_outputs_hold_embeddings_domains_metrics(real_run):
     check_snapshot("test_h5ad.json", structures)
 
 
+def test_real_spatialdata_store_holds_every_method_and_seed(real_run):
+    """<group>/<group>.zarr opens with spatialdata.read_zarr; its table holds the domains of every run."""
+    cwd, res, _ = real_run
+    assert res.returncode == 0, explain(res)
+    import anndata as ad
+    import pandas as pd
+    import spatialdata as sd
+
+    for group_dir in _group_dirs(cwd / "results"):
+        group = group_dir.name
+        runs = pd.read_csv(group_dir / f"{group}.metrics.csv")[["method", "seed"]].itertuples(index=False)
+        sdata = sd.read_zarr(group_dir / f"{group}.zarr")
+        table = sdata.tables["table"]
+        for method, seed in runs:
+            domains = table.obs[f"domain_{method}_s{seed}"]
+            clustered = ad.read_h5ad(group_dir / method / f"seed{seed}" / f"{group}_{method}_s{seed}.h5ad")
+            assert list(domains.astype(str)) == list(clustered.obs.loc[table.obs_names, f"domain_{method}"].astype(str))
+            assert table.obsm[f"X_{method}_s{seed}"].shape == clustered.obsm[f"X_{method}"].shape
+        slices = sorted(table.obs["slice"].astype(str).unique())
+        assert sorted(sdata.shapes) == [f"{s}_spots" for s in slices]
+        assert sorted(sdata.images) == [f"{s}_image" for s in slices]  # the demo's slices have H&E images
+
+
+def _spatialdata_store(h5ad: Path, image: Path, out: Path) -> Path:
+    """A demo slice as a SpatialData store laid out as spatialdata-io writes Visium: counts in the table,
+    spots as circles in 'global' (full-resolution pixels), the full-resolution H&E as an image element."""
+    import anndata as ad
+    import cv2
+    import numpy as np
+    import pandas as pd
+    import spatialdata as sd
+    from spatialdata.models import Image2DModel, ShapesModel, TableModel
+    from spatialdata.transformations import Identity
+
+    a = ad.read_h5ad(h5ad)
+    (lib,) = a.uns["spatial"]
+    radius = a.uns["spatial"][lib]["scalefactors"]["spot_diameter_fullres"] / 2
+    spots = ShapesModel.parse(np.asarray(a.obsm["spatial"], dtype=float), geometry=0, radius=np.full(a.n_obs, radius),
+                              index=np.arange(a.n_obs), transformations={"global": Identity()})
+    table = ad.AnnData(X=a.X, obs=pd.DataFrame({"truth": a.obs["truth"].to_numpy(), "region": "spots",
+                                                "location_id": np.arange(a.n_obs)}, index=a.obs_names), var=a.var[[]])
+    table.obs["region"] = table.obs["region"].astype("category")
+    table = TableModel.parse(table, region="spots", region_key="region", instance_key="location_id")
+    rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
+    he = Image2DModel.parse(rgb, dims=("y", "x", "c"), c_coords=["r", "g", "b"], transformations={"global": Identity()})
+    sd.SpatialData(images={"he_full_image": he}, shapes={"spots": spots}, tables={"table": table}).write(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def spatialdata_input_run(tmp_path_factory):
+    """The demo's two slices given as SpatialData stores (no image column: the H&E is in the store), one method."""
+    cwd = tmp_path_factory.mktemp("sdata_input")
+    lines = ["sample,group,data,platform,truth,n_domains"]
+    for i in (0, 1):
+        _spatialdata_store(DEMO / f"slice{i}.h5ad", DEMO / f"slice{i}_fullres.jpg", cwd / f"slice{i}.zarr")
+        lines.append(f"slice{i},demo,slice{i}.zarr,visium,truth,5")
+    (cwd / "sheet.csv").write_text("\n".join(lines) + "\n")
+    res = nextflow(["run", str(ROOT), "-profile", "test", "--input", "sheet.csv", "--methods", "staig",
+                    "--skip_report", "--skip_multiqc", "--outdir", "results", "-w", "work",
+                    "--trace_report_suffix", "sdata"], cwd, timeout=1800)
+    return cwd, res
+
+
+def test_spatialdata_input_runs_through_the_pipeline(spatialdata_input_run):
+    cwd, res = spatialdata_input_run
+    assert res.returncode == 0, explain(res)
+    import anndata as ad
+    import spatialdata as sd
+
+    outdir = cwd / "results"
+    valid = list(csv.DictReader((outdir / "pipeline_info/samplesheet.valid.csv").open()))
+    assert [r["has_image"].lower() for r in valid] == ["true", "true"]  # the stores' own H&E
+    counts = task_counts(read_trace(outdir / "pipeline_info/execution_trace_sdata.txt"))
+    assert counts["SPATIALDOMAINS_IMAGE_FEATURES"] == 2 and counts["SPATIALDOMAINS_TO_SPATIALDATA"] == 1
+    clustered = ad.read_h5ad(outdir / "demo/staig/seed0/demo_staig_s0.h5ad")
+    assert "X_image" in clustered.obsm and clustered.obs["slice"].nunique() == 2
+    sdata = sd.read_zarr(outdir / "demo/demo.zarr")
+    assert list(sdata.tables["table"].obs["domain_staig_s0"].astype(str)) == list(
+        clustered.obs.loc[sdata.tables["table"].obs_names, "domain_staig"].astype(str))
+    assert sorted(sdata.images) == ["slice0_image", "slice1_image"]
+
+
 REPORT_SECTIONS = ("summary", "qc", "metrics", "maps", "umap", "loss", "stability", "comparison", "consensus", "deg",
                    "go")
 
@@ -277,7 +362,8 @@ def test_real_multiqc_lists_every_slice_and_method_with_metrics(real_run):
     summary = pd.read_csv(data / "multiqc_spatialdomains_summary_table.txt", sep="\t")
     assert sorted(summary["method"]) == sorted(METHODS * len(groups)) and summary["ari_mean"].notna().all()
     html = (outdir / "multiqc/multiqc_report.html").read_text()
-    for section in ("spatialdomains_metrics", "spatialdomains_qc", "spatialdomains_summary", "multiqc_software_versions"):
+    for section in ("spatialdomains_metrics", "spatialdomains_qc", "spatialdomains_summary", "multiqc_software_versions",
+                    "spatialdomains-spatialdomains-summary"):
         assert f'id="{section}"' in html, section
     for name in slices + list(METHODS):
         assert name in html, name
@@ -291,13 +377,15 @@ def test_real_pipeline_info_holds_the_provenance(real_run):
     info = cwd / "results/pipeline_info"
     for name in ("execution_trace_run1.txt", "execution_timeline_run1.html", "execution_report_run1.html",
                  "pipeline_dag_run1.html", "params_run1.json", "samplesheet.valid.csv",
-                 "spatialdomains_software_versions.yml", "containers.yml"):
+                 "spatialdomains_software_versions.yml"):
         assert (info / name).is_file() and (info / name).stat().st_size > 0, name
-    processes = {short(r["process"]) for r in read_trace(info / "execution_trace_run1.txt")}
+    trace = read_trace(info / "execution_trace_run1.txt")
+    processes = {short(r["process"]) for r in trace}
     versions = yaml.safe_load((info / "spatialdomains_software_versions.yml").read_text())
     assert processes <= set(versions), processes - set(versions)
-    containers = yaml.safe_load((info / "containers.yml").read_text())
-    assert set(containers) == processes and set(containers.values()) == {"none"}   # bare run: tools from PATH
+    # the trace records the container of every task: none in a run without a container engine
+    assert {r["container"] for r in trace} == {"-"}, {r["container"] for r in trace}
+    assert "# container" not in (info / "spatialdomains_software_versions.yml").read_text()
     assert json.loads((info / "params_run1.json").read_text())["staig_epochs"] == 60
 
 
@@ -323,7 +411,7 @@ def test_resume_after_changing_one_method_reruns_only_that_method(real_run):
     trace = read_trace(cwd / "results_changed/pipeline_info/execution_trace_run3.txt")
     rerun = sorted((short(r["process"]), r["tag"]) for r in trace if r["status"] != "CACHED")
     group = _group_dirs(cwd / "results")[0].name
-    multiqc = [tag for name, tag in rerun if name == "MULTIQC"]   # tagged with the run name
+    multiqc = [tag for name, tag in rerun if name == "MULTIQC"]   # the nf-core module has no tag
     assert rerun == sorted([
         ("SPATIALDOMAINS_TRAIN", f"{group}_staig_s0"),
         ("SPATIALDOMAINS_CLUSTER", f"{group}_staig_s0"),
@@ -331,6 +419,8 @@ def test_resume_after_changing_one_method_reruns_only_that_method(real_run):
         ("SPATIALDOMAINS_ANALYSE", f"{group}_staig_s0"),
         ("SPATIALDOMAINS_COLLECT_METRICS", group),
         ("SPATIALDOMAINS_REPORT", group),      # its run summary shows the parameters
+        ("SPATIALDOMAINS_TO_SPATIALDATA", group),   # the store holds the staig domains
+        ("SPATIALDOMAINS_MULTIQC_CONTENT", "run"),
         ("MULTIQC", multiqc[0] if multiqc else "?"),
     ]), rerun
 
@@ -428,6 +518,27 @@ def test_profiles_parse(tmp_path, profiles):
     for executor in ("awsbatch", "google-batch", "k8s"):
         if executor.replace("-", "_") in profiles:
             assert f"process.executor = '{executor}'" in res.stdout
+    # executor settings belong to the site (environment or -c site.config), not to the pipeline's parameters
+    assert not [line for line in res.stdout.splitlines()
+                if line.startswith(("params.slurm_", "params.aws", "params.google_", "params.k8s_"))]
+
+
+def test_site_settings_of_the_executor_profiles_come_from_the_environment(tmp_path):
+    from nfutil import nextflow as nextflow_env
+
+    site = {"SPATIALDOMAINS_SLURM_QUEUE": "cpu", "SPATIALDOMAINS_SLURM_OPTIONS": "--account=lab",
+            "SPATIALDOMAINS_AWSBATCH_QUEUE": "batchq", "GOOGLE_CLOUD_PROJECT": "proj",
+            "SPATIALDOMAINS_K8S_NAMESPACE": "lab", "SPATIALDOMAINS_K8S_STORAGE_MOUNT": "/data",
+            "UNRELATED_TOKEN": "s3cr3t-value"}
+    expected = {"slurm": ["process.queue = 'cpu'", "process.clusterOptions = '--account=lab'"],
+                "awsbatch": ["process.queue = 'batchq'"], "google_batch": ["google.project = 'proj'"],
+                "k8s": ["k8s.namespace = 'lab'", "k8s.storageMountPath = '/data'", "workDir = '/data/work'"]}
+    for profile, lines in expected.items():
+        res = nextflow_env(["config", "-flat", "-profile", profile, str(ROOT)], tmp_path, timeout=300, env=site)
+        assert res.returncode == 0, explain(res)
+        for line in lines:
+            assert line in res.stdout, (profile, line)
+        assert "s3cr3t-value" not in res.stdout   # the profiles read single variables; the environment stays out
 
 
 def test_schema_methods_are_the_registry():

@@ -33,7 +33,7 @@ SCALEFACTORS = {
     "spot_diameter_fullres": 89.4,
 }
 HD_SCALEFACTORS = {
-    "spot_diameter_fullres": 29.2,
+    "spot_diameter_fullres": 8.0 / 0.274,
     "bin_size_um": 8.0,
     "microns_per_pixel": 0.274,
     "tissue_lowres_scalef": 0.0078,
@@ -247,11 +247,39 @@ def write_visium(root: Path, *, version: str = "csv", n_rows: int = 4, n_cols: i
     )
 
 
+def write_feature_slice(outs: Path, name: str = "feature_slice.h5") -> Path:
+    """``outs/feature_slice.h5`` as Space Ranger >= 3 writes it, reduced to its metadata attribute (the layout
+    and the image registration matrices; identity here)."""
+    import h5py
+
+    identity = np.eye(3).ravel().tolist()
+    hd_layout = {"file_format": "1.0", "transform": identity, "num_row": 3350, "num_col": 3350,
+                 "slide_name": "H1-TEST", "spot_pitch": 2.0}
+    metadata = {"hd_layout_json": json.dumps(hd_layout),
+                "transform_matrices": {k: identity for k in ("spot_colrow_to_microscope_colrow",
+                                                             "microscope_colrow_to_spot_colrow",
+                                                             "spot_colrow_to_cytassist_colrow",
+                                                             "cytassist_colrow_to_spot_colrow")}}
+    outs.mkdir(parents=True, exist_ok=True)
+    with h5py.File(outs / name, "w") as f:
+        f.attrs["metadata_json"] = json.dumps(metadata)
+        f.create_group("umi")
+    return outs / name
+
+
 def write_visium_hd(root: Path, *, bin_sizes: Sequence[int] = (8,), n_rows: int = 3, n_cols: int = 4,
-                    n_genes: int = 6, seed: int = 1, images: Sequence[str] = ("hires", "lowres")) -> dict[int, Expected]:
-    """Visium HD ``root/outs/binned_outputs/square_XXXum/`` for each bin size (parquet positions)."""
+                    n_genes: int = 6, seed: int = 1, images: Sequence[str] = ("hires", "lowres"),
+                    feature_slice: bool = True) -> dict[int, Expected]:
+    """Visium HD ``root/outs/binned_outputs/square_XXXum/`` for each bin size (parquet positions), and
+    ``outs/feature_slice.h5`` (Space Ranger writes it; spatialdata-io needs it) unless ``feature_slice=False``.
+
+    Scale factors are consistent as Space Ranger writes them: a bin's ``spot_diameter_fullres`` is its size
+    in microns over ``microns_per_pixel``, and bins are one diameter apart."""
+    if feature_slice:
+        write_feature_slice(root / "outs")
     out = {}
     for size in bin_sizes:
+        diameter = size / HD_SCALEFACTORS["microns_per_pixel"]
         bin_dir = root / "outs" / "binned_outputs" / f"square_{size:03d}um"
         spatial = bin_dir / "spatial"
         n = n_rows * n_cols
@@ -261,15 +289,15 @@ def write_visium_hd(root: Path, *, bin_sizes: Sequence[int] = (8,), n_rows: int 
             "in_tissue": np.ones(n, dtype=np.int32),
             "array_row": np.arange(n) // n_cols,
             "array_col": np.arange(n) % n_cols,
-            "pxl_row_in_fullres": 500.0 + (np.arange(n) // n_cols) * 29.2,
-            "pxl_col_in_fullres": 100.0 + (np.arange(n) % n_cols) * 29.2 + 0.25,
+            "pxl_row_in_fullres": 500.0 + (np.arange(n) // n_cols) * diameter,
+            "pxl_col_in_fullres": 100.0 + (np.arange(n) % n_cols) * diameter + 0.25,
         })
         ids, names = gene_table(n_genes)
         counts = make_counts(n, n_genes, seed + size)
         write_10x_h5(bin_dir / "filtered_feature_bc_matrix.h5", counts, barcodes, ids, names,
                      software_version="spaceranger-3.0.1", library_id=None)
         write_positions(spatial, positions, version="parquet")
-        write_scalefactors(spatial, {**HD_SCALEFACTORS, "bin_size_um": float(size)})
+        write_scalefactors(spatial, {**HD_SCALEFACTORS, "bin_size_um": float(size), "spot_diameter_fullres": diameter})
         for key, shape in (("hires", HIRES_SHAPE), ("lowres", LOWRES_SHAPE)):
             if key in images:
                 write_png(spatial / f"tissue_{key}_image.png", shape, (90, 90, 90))
@@ -473,3 +501,76 @@ def _write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
     else:
         path.write_bytes(data)
+
+
+# --- SpatialData ------------------------------------------------------------------------------------
+def write_spatialdata(path: Path, *, n_spots: int = 12, n_genes: int = 5, seed: int = 7, image: str | None = "hires",
+                      element: str = "circles", counts_in: str = "layer", cs: str = "global",
+                      image_transform: str = "scale", image_name: str = "V1_hires_image") -> Expected:
+    """A SpatialData store laid out as spatialdata-io writes a Visium slice.
+
+    ``element``: ``circles`` (radius = spot diameter / 2), ``points`` or ``polygons`` (squares) annotated by
+    the table; its index is a shuffled instance id, the table rows come in another order. Coordinates
+    of the element are full-resolution pixels in coordinate system ``cs``. ``image``: ``hires`` (a
+    downscaled copy, Scale(1 / tissue_hires_scalef) to ``cs``), ``fullres`` (identity) or None; with
+    ``image_transform='affine'`` the full-resolution image is shifted by (+100, +50) in ``cs`` instead.
+    ``counts_in``: ``layer`` (``layers['counts']``, X normalised) or ``X``.
+    """
+    import anndata as ad
+    import geopandas as gpd
+    import spatialdata as sd
+    from shapely.geometry import Polygon
+    from spatialdata.models import Image2DModel, PointsModel, ShapesModel, TableModel
+    from spatialdata.transformations import Affine, Identity, Scale
+
+    rng = np.random.default_rng(seed)
+    counts = make_counts(n_spots, n_genes, seed)
+    barcodes = barcodes_10x(n_spots, seed)
+    xy = np.column_stack([200.0 + 60 * (np.arange(n_spots) % 4) + 0.5, 1000.0 + 50 * (np.arange(n_spots) // 4)])
+    instance = rng.permutation(np.arange(100, 100 + n_spots))  # ids of the element, not positions
+    order = rng.permutation(n_spots)  # element rows in another order than the table
+    tx = {cs: Identity()}
+    radius = SCALEFACTORS["spot_diameter_fullres"] / 2
+    if element == "circles":
+        el = ShapesModel.parse(xy[order], geometry=0, radius=np.full(n_spots, radius), index=instance[order],
+                               transformations=tx)
+    elif element == "polygons":
+        polys = [Polygon([(x - 10, y - 10), (x + 10, y - 10), (x + 10, y + 10), (x - 10, y + 10)]) for x, y in xy]
+        el = ShapesModel.parse(gpd.GeoDataFrame(geometry=[polys[i] for i in order], index=instance[order]),
+                               transformations=tx)
+    elif element == "points":
+        df = pd.DataFrame({"x": xy[order, 0], "y": xy[order, 1]}, index=instance[order])
+        el = PointsModel.parse(df, transformations=tx)
+    else:
+        raise ValueError(element)
+    genes = [f"Gene{i}" for i in range(1, n_genes + 1)]
+    obs = pd.DataFrame({"region": pd.Categorical(["V1_spots"] * n_spots), "spot_id": instance,
+                        "layer": [f"L{i % 3}" for i in range(n_spots)]}, index=barcodes)
+    X = counts / counts.sum(1, keepdims=True) * 100 if counts_in == "layer" else counts
+    table = ad.AnnData(X=sp.csr_matrix(X.astype(np.float32)), obs=obs, var=pd.DataFrame(index=genes))
+    if counts_in == "layer":
+        table.layers["counts"] = sp.csr_matrix(counts.astype(np.float32))
+    table = TableModel.parse(table, region="V1_spots", region_key="region", instance_key="spot_id")
+    images = {}
+    colour = (200, 30, 10)
+    if image == "hires":
+        s = SCALEFACTORS["tissue_hires_scalef"]
+        arr = np.zeros((3, 300, 250), dtype=np.uint8)
+        arr[:] = np.array(colour, dtype=np.uint8)[:, None, None]
+        images[image_name] = Image2DModel.parse(arr, dims=("c", "y", "x"), c_coords=["r", "g", "b"],
+                                                transformations={cs: Scale([1 / s, 1 / s], axes=("x", "y"))})
+    elif image == "fullres":
+        arr = np.zeros((3, 1300, 500), dtype=np.uint8)
+        arr[:] = np.array(colour, dtype=np.uint8)[:, None, None]
+        t = (Identity() if image_transform == "scale" else
+             Affine(np.array([[1.0, 0, 100.0], [0, 1.0, 50.0], [0, 0, 1]]), input_axes=("x", "y"),
+                    output_axes=("x", "y")))
+        images[image_name] = Image2DModel.parse(arr, dims=("c", "y", "x"), c_coords=["r", "g", "b"],
+                                                transformations={cs: t}, scale_factors=[2])
+    kind = {"circles": "shapes", "polygons": "shapes", "points": "points"}[element]
+    sdata = sd.SpatialData(images=images, tables={"table": table}, **{kind: {"V1_spots": el}})
+    sdata.write(path)
+    if image == "fullres" and image_transform == "affine":
+        xy = xy - np.array([100.0, 50.0])  # in the image's pixels
+    return Expected(path=path, counts=counts, barcodes=barcodes, genes=genes, xy=xy,
+                    extra={"colour": colour, "layer": list(obs["layer"]), "radius": radius})

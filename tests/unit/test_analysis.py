@@ -60,9 +60,9 @@ def test_log_normalise_matches_scanpy(_layered_slice):
 
 
 def test_enrichment_ranks_planted_programme_first(truth_deg, _layered_slice, tmp_path):
-    from spatialdomains.synthetic import write_gmt
+    from spatialdomains.synthetic import gene_sets
 
-    gmt = write_gmt(tmp_path / "genesets.gmt", _layered_slice)
+    gmt = analysis.write_gmt(tmp_path / "genesets.gmt", *gene_sets(_layered_slice))
     sets, desc = analysis.read_gmt(gmt)
     go = analysis.domain_enrichment(truth_deg, sets, descriptions=desc)
     assert list(go.columns) == analysis.GO_COLUMNS
@@ -234,14 +234,14 @@ def test_analyse_cli(tmp_path, _layered_slice):
     import anndata as ad
 
     from spatialdomains.cli import main
-    from spatialdomains.synthetic import write_gmt
+    from spatialdomains.synthetic import gene_sets
 
     a = _layered_slice[:, :120].copy()
     a.obs["domain_staig"] = a.obs["truth"].astype(str).astype("category")
     a.uns["spatialdomains"]["train_staig"] = {"seed": 3}
     path = tmp_path / "clustered.h5ad"
     a.write_h5ad(path)
-    gmt = write_gmt(tmp_path / "genesets.gmt", _layered_slice)
+    gmt = analysis.write_gmt(tmp_path / "genesets.gmt", *gene_sets(_layered_slice))
     args = ["analyse", "-i", str(path), "--method", "staig", "--gmt", str(gmt), "--deg-csv",
             str(tmp_path / "deg.csv"), "--go-csv", str(tmp_path / "go.csv"), "--plots-dir", str(tmp_path / "plots"),
             "--group", "g1", "--min-set-size", "2"]
@@ -265,3 +265,22 @@ def test_analyse_cli(tmp_path, _layered_slice):
                                     str(tmp_path / "d3.csv")])
     assert res.exit_code == 1 and "domain_spotscape" in res.output
     assert not ad.read_h5ad(path).uns.get("rank_genes_groups")
+
+
+def test_deg_tests_a_per_domain_subsample_and_says_so(_layered_slice):
+    a = _layered_slice
+    labels = a.obs["truth"].astype(str).to_numpy()
+    sizes = pd.Series(labels).value_counts()
+    cap = int(sizes.min()) // 2
+    df = analysis.rank_domain_genes(a.layers["counts"], labels, list(a.var_names), max_spots_per_domain=cap)
+    per = df.drop_duplicates("domain").set_index("domain")
+    assert (per["n_tested"] == cap).all()
+    assert (per["n_in"] == sizes.reindex(per.index)).all()
+    full = analysis.rank_domain_genes(a.layers["counts"], labels, list(a.var_names), max_spots_per_domain=None)
+    assert (full.drop_duplicates("domain")["n_tested"].to_numpy() == full.drop_duplicates("domain")["n_in"]).all()
+    # the subsample still finds each domain's planted markers at the top
+    for dom, genes in a.uns["markers"].items():
+        top = set(df[df["domain"] == dom].head(10)["gene"])
+        assert len(top & set(genes)) >= 5, dom
+    again = analysis.rank_domain_genes(a.layers["counts"], labels, list(a.var_names), max_spots_per_domain=cap)
+    pd.testing.assert_frame_equal(df, again)  # seeded

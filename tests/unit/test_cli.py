@@ -50,3 +50,30 @@ def test_missing_file_is_usage_error(tmp_path):
     res = CliRunner().invoke(main, ["qc", "-i", str(tmp_path / "nope.h5ad"), "-o", "x.h5ad", "--qc-json", "q.json"])
     assert res.exit_code == 2
     assert "does not exist" in res.output
+
+
+def test_train_accepts_renamed_param_keys_with_a_deprecation_message(tmp_path, caplog):
+    """`-p` keys of 0.1 (and the pipeline's --staig_params) keep working for one release."""
+    from spatialdomains import synthetic
+    from spatialdomains.models.staig import STAIG_PREP
+    from spatialdomains.pp import prepare_group
+
+    a = prepare_group([synthetic.make_slice(120, 3, 60, seed=0)], STAIG_PREP.replace(n_top_genes=30),
+                      platform="visium")
+    src, out = tmp_path / "prepared.h5ad", tmp_path / "trained.h5ad"
+    a.write_h5ad(src)
+    with caplog.at_level("WARNING", logger="spatialdomains"):
+        res = CliRunner().invoke(main, ["train", "-i", str(src), "-o", str(out), "--method", "staig", "--epochs", "2",
+                                        "--device", "cpu", "--no-progress", "-p", "edge_drop=fixed", "-p", "p_e1=0.3",
+                                        "-p", "hidden=16"])
+    assert res.exit_code == 0, res.output
+    messages = " | ".join(r.getMessage() for r in caplog.records)
+    assert "'p_e1' is deprecated" in messages and "use 'edge_drop'" in messages
+    assert "'hidden' is deprecated" in messages and "use 'out_channels'" in messages
+    assert "'edge_drop' is deprecated" in messages and "use 'edge_drop_source'" in messages
+    trained = ad.read_h5ad(out)
+    cfg = trained.uns["spatialdomains"]["train_staig"]["config"]
+    assert cfg["edge_drop_source"] == "fixed" and list(cfg["edge_drop"]) == [0.3, 0.3]
+    assert trained.obsm["X_staig"].shape == (a.n_obs, 64) and int(cfg["out_channels"]) == 16
+    bad = CliRunner().invoke(main, ["train", "-i", str(src), "-o", str(out), "--method", "staig", "-p", "nope=1"])
+    assert bad.exit_code == 1 and "unknown StaigConfig parameter(s) ['nope']" in bad.output

@@ -46,11 +46,11 @@ def _adata(X: np.ndarray) -> ad.AnnData:
 @pytest.mark.parametrize("d", [2, 5, 12])
 def test_mclust_recovers_blobs_and_is_reproducible(d):
     X, y = _blobs(120, 3, d, seed=d)
-    a = cl.mclust(X, 3, seed=7)
+    a = cl.mclust(X, 3, random_state=7)
     assert a.shape == (360,) and a.dtype == np.int64
     assert set(np.unique(a)) == {0, 1, 2}
     assert adjusted_rand_score(y, a) > 0.95
-    np.testing.assert_array_equal(a, cl.mclust(X, 3, seed=7))
+    np.testing.assert_array_equal(a, cl.mclust(X, 3, random_state=7))
 
 
 @pytest.mark.r
@@ -113,22 +113,22 @@ def test_mclust_bad_input():
 @pytest.mark.parametrize("fn", [cl.gmm_tied, cl.kmeans])
 def test_python_clusterers_recover_blobs(fn, blobs4):
     X, y = blobs4
-    labels = fn(X, 4, seed=0)
+    labels = fn(X, 4, random_state=0)
     assert adjusted_rand_score(y, labels) > 0.95
-    np.testing.assert_array_equal(labels, fn(X, 4, seed=0))
+    np.testing.assert_array_equal(labels, fn(X, 4, random_state=0))
 
 
 def test_leiden_recovers_blobs(blobs4):
     X, y = blobs4
-    labels = cl.leiden(X, 0.3, seed=0, neighbors_method="gauss")
+    labels = cl.leiden(X, 0.3, random_state=0, neighbors_method="gauss")
     assert adjusted_rand_score(y, labels) > 0.95
-    np.testing.assert_array_equal(labels, cl.leiden(X, 0.3, seed=0, neighbors_method="gauss"))
+    np.testing.assert_array_equal(labels, cl.leiden(X, 0.3, random_state=0, neighbors_method="gauss"))
 
 
 @pytest.mark.slow
 def test_leiden_default_umap_graph(blobs4):
     X, y = blobs4  # scanpy's default UMAP weights: numba compiles on first use (~20 s)
-    assert adjusted_rand_score(y, cl.leiden(X, 0.3, seed=0)) > 0.95
+    assert adjusted_rand_score(y, cl.leiden(X, 0.3, random_state=0)) > 0.95
 
 
 # --- refinement ----------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_refine_never_crosses_slices():
 
 def test_choose_n_clusters_finds_four(blobs4):
     X, _ = blobs4
-    k, table = cl.choose_n_clusters(X, range(2, 8), method="kmeans", seed=0)
+    k, table = cl.choose_n_clusters(X, range(2, 8), method="kmeans", random_state=0)
     assert k == 4
     assert list(table["n_clusters"]) == list(range(2, 8))
     assert table.loc[table["silhouette"].idxmax(), "n_clusters"] == 4
@@ -186,8 +186,9 @@ def test_choose_n_clusters_finds_four(blobs4):
 def test_cluster_writes_obs_and_uns(blobs4):
     X, y = blobs4
     adata = _adata(X)
-    out = cl.cluster(adata, 4, method="kmeans", seed=0)
+    out = cl.cluster(adata, 4, method="kmeans", random_state=0)
     assert out is None
+    assert adata.uns["spatialdomains"]["cluster_staig"]["seed"] == 0
     labels = adata.obs["domain_staig"]
     assert isinstance(labels.dtype, pd.CategoricalDtype)
     assert list(labels.cat.categories) == ["0", "1", "2", "3"]
@@ -252,7 +253,7 @@ def test_mclust_ignores_constant_dimensions():
     truth = np.repeat([0, 1, 2], 100)
     from sklearn.metrics import adjusted_rand_score
 
-    assert adjusted_rand_score(truth, mclust(X, 3, seed=1)) > 0.9
+    assert adjusted_rand_score(truth, mclust(X, 3, random_state=1)) > 0.9
 
 
 def test_cluster_falls_back_when_mclust_finds_no_fit(monkeypatch):
@@ -304,11 +305,11 @@ subprocess.run([sys.executable, "-c", "import ssl"], check=True)
 def test_auto_resolves_to_each_methods_registered_default(blobs4, monkeypatch):
     from spatialdomains.models import METHODS
 
-    assert cl.resolve_method("kmeans", "X_staig") == "kmeans"  # an explicit choice overrides for every method
-    assert cl.resolve_method("auto", "X_other") == cl.AUTO_FALLBACK == "mclust"
+    assert cl.resolve_algorithm("kmeans", "X_staig") == "kmeans"  # an explicit choice overrides for every method
+    assert cl.resolve_algorithm("auto", "X_other") == cl.AUTO_FALLBACK == "mclust"
     for name, spec in METHODS.items():
-        assert spec.cluster_algorithm in cl.METHODS and spec.cluster_algorithm != "auto"
-        assert cl.resolve_method("auto", f"X_{name}") == spec.cluster_algorithm
+        assert spec.cluster_algorithm in cl.ALGORITHMS
+        assert cl.resolve_algorithm("auto", f"X_{name}") == spec.cluster_algorithm
 
     # cluster() defaults to auto and records what it resolved to; a method whose default is k-means runs k-means
     import dataclasses
@@ -317,24 +318,67 @@ def test_auto_resolves_to_each_methods_registered_default(blobs4, monkeypatch):
     X, y = blobs4
     adata = _adata(X)
     adata.obsm["X_toy"] = X
-    cl.cluster(adata, 4, use_rep="X_toy", seed=0)
+    cl.cluster(adata, 4, use_rep="X_toy", random_state=0)
     entry = adata.uns["spatialdomains"]["cluster_toy"]
     assert entry["requested"] == "auto" and entry["method"] == "kmeans" and entry["backend"] == "kmeans"
-    np.testing.assert_array_equal(adata.obs["domain_toy"].astype(int).to_numpy(), cl.kmeans(X, 4, seed=0))
-    cl.cluster(adata, 4, use_rep="X_toy", method="gmm", seed=0)
+    np.testing.assert_array_equal(adata.obs["domain_toy"].astype(int).to_numpy(), cl.kmeans(X, 4, random_state=0))
+    cl.cluster(adata, 4, use_rep="X_toy", method="gmm", random_state=0)
     assert adata.uns["spatialdomains"]["cluster_toy"]["backend"] == "gmm"
 
 
 def test_cosine_variants_cluster_the_unit_rows(blobs4):
     from spatialdomains.cli._methods import CLUSTER_ALGORITHMS
 
-    assert list(CLUSTER_ALGORITHMS) == list(cl.METHODS)  # the CLI offers exactly the library's choices
+    assert list(CLUSTER_ALGORITHMS) == [cl.AUTO, *cl.ALGORITHMS]  # the CLI offers exactly the library's choices
     X, _ = blobs4
     X = X - X.min(0) + 1.0  # rows with different lengths, so the normalisation matters
     scale = np.random.default_rng(0).uniform(0.5, 5.0, size=(len(X), 1))
     adata = _adata(X * scale)  # same directions, random lengths
-    cl.cluster(adata, 4, method="kmeans_cosine", seed=0)
+    cl.cluster(adata, 4, method="kmeans_cosine", random_state=0)
     unit = X / np.linalg.norm(X, axis=1, keepdims=True)
-    np.testing.assert_array_equal(adata.obs["domain_staig"].astype(int).to_numpy(), cl.kmeans(unit, 4, seed=0))
+    np.testing.assert_array_equal(adata.obs["domain_staig"].astype(int).to_numpy(), cl.kmeans(unit, 4, random_state=0))
     entry = adata.uns["spatialdomains"]["cluster_staig"]
     assert entry["method"] == "kmeans_cosine" and entry["backend"] == "kmeans" and entry["l2_normalised"] is True
+
+
+def test_seed_keyword_and_cluster_methods_still_work_with_a_warning(blobs4):
+    """Renamed in 0.2 (``random_state`` as in scanpy; ``ALGORITHMS`` vs the registry's ``models.METHODS``)."""
+    X, _ = blobs4
+    with pytest.warns(FutureWarning, match="seed=.*random_state"):
+        old = cl.kmeans(X, 4, seed=3)
+    np.testing.assert_array_equal(old, cl.kmeans(X, 4, random_state=3))
+    with pytest.raises(TypeError, match="both"):
+        cl.kmeans(X, 4, seed=3, random_state=3)
+    with pytest.warns(FutureWarning, match="ALGORITHMS"):
+        assert cl.METHODS == cl.ALGORITHMS and "kmeans" in cl.ALGORITHMS
+
+
+def test_kmeans_minibatch_and_single_start(blobs4):
+    """The paths STAIG's DS pseudo-labels use (one start; mini-batches above 200k spots)."""
+    X, y = blobs4
+    assert adjusted_rand_score(y, cl.kmeans(X, 4, random_state=0, n_init=1)) > 0.95
+    mb = cl.kmeans(X, 4, random_state=0, n_init=3, batch_size=64)
+    assert adjusted_rand_score(y, mb) > 0.95 and mb.dtype == np.int64
+
+
+def test_k_search_runs_on_a_subsample_above_max_fit(monkeypatch, blobs4):
+    """Above max_fit every candidate K is fitted on one subsample; the chosen K is then fitted on all."""
+    X, y = blobs4
+    sizes = []
+    real = cl.kmeans
+
+    def counting(emb, k, **kw):
+        sizes.append(emb.shape[0])
+        return real(emb, k, **kw)
+
+    monkeypatch.setattr(cl, "kmeans", counting)
+    monkeypatch.setitem(cl._K_METHODS, "kmeans", counting)
+    adata = _adata(X)
+    cl.cluster(adata, method="kmeans", k_range=(2, 6), max_fit=150, random_state=0)
+    assert sizes == [150] * 5 + [X.shape[0]]  # five candidates on the subsample, then K=4 on every spot
+    entry = adata.uns["spatialdomains"]["cluster_staig"]
+    assert entry["n_clusters"] == 4 and entry["k_selection_n_spots"] == 150
+    assert adjusted_rand_score(y, adata.obs["domain_staig"]) > 0.95
+    sizes.clear()
+    k, _ = cl.choose_n_clusters(X, range(2, 6), method="kmeans", random_state=0, max_fit=150)
+    assert k == 4 and sizes == [150] * 4

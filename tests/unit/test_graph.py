@@ -89,3 +89,61 @@ def test_spatial_graph_writes_slots(layered_slice):
     assert adj.shape == (layered_slice.n_obs,) * 2
     assert layered_slice.uns["spatial_neighbors"]["kind"] == "hex"
     assert 5 < layered_slice.uns["spatial_neighbors"]["mean_degree"] <= 6
+
+
+def test_numpy_conversions_equal_torch_geometric_utils():
+    """graph.py keeps NumPy versions (prepare never loads torch); they must give what PyG gives."""
+    import torch
+    from torch_geometric import utils as U
+
+    rng = np.random.default_rng(3)
+    n = 40
+    ei = rng.integers(0, n, size=(2, 300))  # duplicates, self loops, one direction only
+    t = torch.as_tensor(ei)
+    np.testing.assert_array_equal(graph.coalesce(ei, n), U.coalesce(t, num_nodes=n).numpy())
+    np.testing.assert_array_equal(graph.symmetrize(ei, n), U.to_undirected(t, num_nodes=n).numpy())
+    np.testing.assert_array_equal(graph.remove_self_loops(ei), U.remove_self_loops(t)[0].numpy())
+    ref_loops = U.coalesce(U.add_self_loops(U.remove_self_loops(t)[0], num_nodes=n)[0], num_nodes=n)
+    np.testing.assert_array_equal(graph.add_self_loops(ei, n), ref_loops.numpy())
+    np.testing.assert_array_equal(graph.degree(ei, n), U.degree(t[0], n, dtype=torch.long).numpy())
+    adj = graph.to_csr(ei, n)
+    assert (adj != U.to_scipy_sparse_matrix(t, num_nodes=n).tocsr()).nnz == 0
+    ref_from = U.coalesce(U.from_scipy_sparse_matrix(adj)[0], num_nodes=n)
+    np.testing.assert_array_equal(graph.from_csr(adj), ref_from.numpy())
+    sym = graph.symmetrize(ei, n)
+    assert graph.is_symmetric(sym, n) == U.is_undirected(torch.as_tensor(sym), num_nodes=n) is True
+    assert graph.is_symmetric(ei, n) == U.is_undirected(t, num_nodes=n) is False
+
+
+def test_gcn_adjacency_is_the_gcnconv_normalisation():
+    import torch
+
+    xy = hex_coords(5, 6)
+    ei = graph.hex_edges(xy)
+    n = len(xy)
+    adj = graph.gcn_adjacency(torch.as_tensor(ei), n)
+    assert adj.layout == torch.sparse_csr and adj.dtype == torch.float32
+    a = np.zeros((n, n))
+    a[ei[0], ei[1]] = 1.0
+    a += np.eye(n)
+    d = a.sum(1) ** -0.5
+    np.testing.assert_allclose(adj.to_dense().numpy(), d[:, None] * a * d[None, :], rtol=1e-6)
+    # duplicate edges and existing self loops are merged, not counted twice
+    doubled = np.concatenate([ei, ei, np.stack([np.arange(n)] * 2)], axis=1)
+    torch.testing.assert_close(graph.gcn_adjacency(doubled, n, dtype=torch.float64).to_dense(),
+                               torch.as_tensor(d[:, None] * a * d[None, :]))
+
+
+def test_adjacency_from_adata_is_binary_without_loops(layered_slice):
+    graph.spatial_graph(layered_slice, platform="visium")
+    a = layered_slice.copy()
+    stored = a.obsp["spatial_connectivities"].tolil()
+    stored.setdiag(2.0)
+    a.obsp["spatial_connectivities"] = stored.tocsr() * 3.0
+    adj = graph.adjacency_from_adata(a)
+    assert adj.diagonal().sum() == 0 and set(np.unique(adj.data)) == {1.0}
+    assert adj.has_sorted_indices and (adj != adj.T).nnz == 0
+    np.testing.assert_array_equal(graph.from_csr(adj), graph.edge_index_from_adata(layered_slice))
+    del a.obsp["spatial_connectivities"]
+    with pytest.raises(InputError, match="spatial_connectivities"):
+        graph.adjacency_from_adata(a)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -347,8 +348,92 @@ def test_backbone_weights_file(tmp_path, logs):
         im.build_backbone("resnet18", weights=garbage)
     with pytest.raises(InputError, match="does not exist"):
         im.build_backbone("resnet18", weights=tmp_path / "nope.pth")
+    # backbone='auto' follows a staged checkpoint, on any device (a CPU run would otherwise pick resnet18)
+    r50 = tmp_path / "resnet50-0676ba61.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), r50)
+    assert im.backbone_of(r50) == "resnet50" and im.backbone_of(nested) == "resnet18"
     with pytest.raises(InputError, match="unknown backbone"):
         im.build_backbone("vgg16")
+
+
+def test_auto_settings_by_device():
+    """'auto' = the reference's ResNet-50 at 256 px on a GPU, a ResNet-18 at 64 px for <= 60 steps on a CPU."""
+    cpu = im.auto_settings("cpu")
+    assert (cpu["backbone"], cpu["input_px"], cpu["max_steps"]) == ("resnet18", 64, 60)
+    assert set(cpu["auto"]) == {"backbone", "input_px", "max_steps"}
+    gpu = im.auto_settings("cuda:1")  # only classifies: planning a GPU run works on a machine without one
+    assert (gpu["backbone"], gpu["input_px"], gpu["max_steps"]) == ("resnet50", 256, None)
+    mixed = im.auto_settings("cpu", backbone="resnet50", input_px=128, max_steps=None)
+    assert (mixed["backbone"], mixed["input_px"], mixed["max_steps"], mixed["auto"]) == ("resnet50", 128, None, [])
+    with pytest.raises(InputError, match="unknown backbone"):
+        im.auto_settings("cpu", backbone="vgg16")
+    with pytest.raises(InputError, match="input_px"):
+        im.auto_settings("cpu", input_px=8)
+
+
+def test_byol_logs_progress_and_an_estimate_and_caps_steps(logs):
+    """A task log has no progress bar: one line per tenth of the steps, and after the warm-up steps one line
+    with the expected time of the rest (training + the inference passes that follow)."""
+    patches = np.random.default_rng(0).integers(0, 256, (40, 24, 24), dtype=np.uint8)
+    model = im.train_byol(patches, backbone="resnet18", epochs=3, max_steps=10, batch_size=4, input_px=32,
+                          hidden_dim=64, device="cpu", inference_patches=80)
+    assert len(model.history) == 10  # 3 epochs of 10 steps, capped at 10
+    assert model.settings["backbone"] == "resnet18" and model.settings["steps"] == 10
+    text = [r.getMessage() for r in logs.records]
+    estimates = [t for t in text if t.startswith("estimate:")]
+    assert len(estimates) == 1 and "8 BYOL steps" in estimates[0] and "80 patches of inference" in estimates[0]
+    progress = [t for t in text if t.startswith("BYOL: ")]
+    assert progress[-1].startswith("BYOL: 10/10 steps (100%)") and len(progress) == 10
+    assert any("capped at 10 steps" in t for t in text)
+
+
+def test_imagenet_weights_load_from_torchvision_cache(tmp_path, monkeypatch, logs):
+    """--weights imagenet goes through torchvision's weights API: a checkpoint in $TORCH_HOME/hub/checkpoints
+    under the file name torchvision expects is loaded without the network."""
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    expected = im.imagenet_checkpoint("resnet18")
+    assert expected == tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    torch.manual_seed(3)
+    ref = torchvision.models.resnet18(weights=None)
+    expected.parent.mkdir(parents=True)
+    torch.save(ref.state_dict(), expected)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    net = im.build_backbone("resnet18", weights="imagenet")
+    torch.testing.assert_close(net.conv1.weight, ref.conv1.weight)
+    torch.testing.assert_close(net.layer4[1].bn2.running_mean, ref.layer4[1].bn2.running_mean)
+    assert isinstance(net.fc, torch.nn.Identity)
+    assert any("ImageNet weights for resnet18" in r.getMessage() for r in logs.records)
+    assert im.fetch_imagenet_weights("resnet18") == expected
+
+
+def _no_network(url, *args, **kwargs):
+    from urllib.error import URLError
+
+    raise URLError("[Errno -2] Name or service not known")
+
+
+def test_imagenet_weights_offline_fail_before_any_compute(tmp_path, monkeypatch, textured_slices):
+    """Offline and not staged: one line naming the file to stage, raised before tiling or training."""
+    import torch
+
+    from spatialdomains.image import _features
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    calls = []
+    monkeypatch.setattr(_features, "filtered_tiles", lambda *a, **k: calls.append("tiles"))
+    monkeypatch.setattr(im._byol, "train_byol", lambda *a, **k: calls.append("byol"))
+    adata, fullres = textured_slices["informative"]
+    with pytest.raises(InputError) as err:
+        im.image_features(adata.copy(), fullres, backbone="resnet50", weights="imagenet", device="cpu")
+    msg = str(err.value)
+    assert "\n" not in msg and calls == []
+    staged = tmp_path / "torch" / "hub" / "checkpoints" / "resnet50-0676ba61.pth"
+    assert f"stage https://download.pytorch.org/models/resnet50-0676ba61.pth as {staged}" in msg
+    assert "--weights /path/to/resnet50-0676ba61.pth" in msg and "URLError" in msg
 
 
 # --- features -----------------------------------------------------------------------------------------
@@ -436,6 +521,116 @@ def test_image_features_per_slice():
     np.testing.assert_allclose(x[24:].mean(0), 0, atol=1e-4)
 
 
+# --- image mode: is the image informative? -------------------------------------------------------------
+def _texture_features(patches):
+    """Deterministic texture descriptors of RGB patches: channel means and SDs, grey FFT energy in 4 bands."""
+    grey = patches.astype(np.float32).mean(-1)
+    power = np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True)))
+    fy, fx = np.meshgrid(np.fft.fftfreq(grey.shape[1]), np.fft.fftfreq(grey.shape[2]), indexing="ij")
+    radius = np.hypot(fy, fx)
+    bands = [power[:, (radius >= lo) & (radius < hi)].mean(1) for lo, hi in ((0, .1), (.1, .2), (.2, .3), (.3, .5))]
+    return np.column_stack([patches.mean((1, 2)), patches.std((1, 2)), *bands])
+
+
+@pytest.fixture(scope="module")
+def image_mode_slices():
+    """800-spot synthetic slices (3 domains, weak genes) prepared for STAIG, whose obsm['X_image'] describes
+    each spot's patch of an image with domain texture ('inf') or one texture everywhere ('uninf').
+
+    The descriptors stand in for BYOL so that the test is fast and deterministic; BYOL features of the same kind
+    of images give the same verdicts (benchmarks/image_helps.py, docs/methods.md)."""
+    from spatialdomains import synthetic
+    from spatialdomains.models import get_method
+    from spatialdomains.pp import prepare_group
+
+    out = {}
+    for mode, sid in (("informative", "inf"), ("uninformative", "uninf")):
+        a = synthetic.make_slice(n_spots=800, n_domains=3, n_genes=100, image=True, image_mode=mode, image_size=1200,
+                                 seed=0, marker_lfc=(0.15, 0.45), slice_id=sid)
+        patches = im.extract_patches(a, synthetic.fullres_image(a), patch_px=32)
+        a.obsm[IMAGE_FEATURES] = im.pca_features(_texture_features(patches), 8)[0]
+        out[mode] = prepare_group([a], get_method("staig").prep_for(1).replace(n_top_genes=80), platform="visium")
+    return out
+
+
+def test_informativeness_says_yes_for_an_informative_image_and_no_otherwise(image_mode_slices):
+    """The label-free statistic (domain-scale Moran's I of the image over that of the expression) is above the
+    threshold only where the texture follows the domains (measured: 3.5 vs 0.25)."""
+    yes = im.image_informativeness(image_mode_slices["informative"])["inf"]
+    no = im.image_informativeness(image_mode_slices["uninformative"])["uninf"]
+    assert yes["statistic"] >= 2 * im.INFORMATIVE_THRESHOLD, yes
+    assert no["statistic"] < 0.5 * im.INFORMATIVE_THRESHOLD, no
+    assert yes["moran_expression"] == pytest.approx(no["moran_expression"])  # same genes, same tissue
+    assert yes["n_pairs"] > 0 and yes["n_spots"] == 800
+
+
+def test_image_mode_decision_is_recorded_and_group_wide(image_mode_slices):
+    inf = image_mode_slices["informative"].copy()
+    rec = im.decide_image_mode(inf, "auto")
+    assert rec["use_image"] and rec["slices"]["inf"]["informative"]
+    stored = inf.uns[UNS_KEY]["image_mode"]
+    assert stored["use_image"] and stored["threshold"] == im.INFORMATIVE_THRESHOLD
+    assert stored["slices"]["inf"]["statistic"] >= im.INFORMATIVE_THRESHOLD
+    assert "at least as strong as the expression" in stored["slices"]["inf"]["reason"]
+    # several slices: decided per slice, trained on one setting -- one uninformative slice turns it off
+    both = ad.concat([image_mode_slices["informative"], image_mode_slices["uninformative"]], uns_merge="first",
+                     index_unique="-")
+    rec = im.decide_image_mode(both, "auto")
+    assert not rec["use_image"] and rec["slices"]["inf"]["informative"] and not rec["slices"]["uninf"]["informative"]
+    assert "(uninf)" in rec["reason"] and "gene-only" in rec["reason"]
+    assert "weaker than the expression" in rec["slices"]["uninf"]["reason"]
+    on = im.decide_image_mode(both, "on")
+    assert on["use_image"] and "uninf" in on["reason"]
+    off = im.decide_image_mode(both, "off")
+    assert not off["use_image"] and off["reason"] == "image_mode=off" and "statistic" not in off["slices"]["inf"]
+    plain = image_mode_slices["informative"].copy()
+    del plain.obsm[IMAGE_FEATURES]
+    assert im.decide_image_mode(plain, "auto")["reason"] == "no image features"
+    with pytest.raises(InputError, match="image_mode='on' but obsm"):
+        im.decide_image_mode(plain, "on")
+    with pytest.raises(InputError, match="image_mode must be one of"):
+        im.decide_image_mode(plain, "maybe")
+
+
+@pytest.mark.parametrize("mode, source", [("off", "gene"), ("on", "image"), ("auto", "gene")])
+def test_staig_sees_the_image_only_when_the_mode_says_so(image_mode_slices, mode, source):
+    """image_mode=off never trains on the image; auto drops an uninformative one; the features stay in the file."""
+    from spatialdomains import tl
+
+    a = image_mode_slices["uninformative"].copy()
+    tl.fit_method(a, "staig", image_mode=mode, n_domains=3, epochs=2, device="cpu", progress=False)
+    train = a.uns[UNS_KEY]["train_staig"]
+    assert train["edge_drop_source"] == source
+    assert train["variant"] == ("debiased" if source == "image" else "plain")
+    assert IMAGE_FEATURES in a.obsm and a.uns[UNS_KEY]["image_mode"]["mode"] == mode
+
+
+def test_report_line_says_whether_the_image_was_used_and_why():
+    from spatialdomains.report._html import image_use_line
+
+    decision = {"use_image": False, "reason": "images of 1 of 2 slices (b) do not carry the domains; the group is "
+                                              "trained on one setting, gene-only",
+                "slices": {"a": {"informative": True, "reason": "image and expression domains agree (ARI 0.300 >= 0.1)"},
+                           "b": {"informative": False, "reason": "image and expression domains do not agree (ARI "
+                                                                 "0.010 < 0.1)"}}}
+    line_a = image_use_line(decision, "a")
+    assert line_a.startswith("image not used, because image and expression domains agree") and "(b)" in line_a
+    assert image_use_line({"use_image": True, "reason": "image_mode=on", "slices": {}}, "a") == \
+        "image used, because image_mode=on"
+    assert image_use_line(None, "a") is None
+    # the report's slice table gets the line per slice when a run recorded the decision
+    from spatialdomains.report._data import Run
+    from spatialdomains.report._html import _slices_table
+
+    run = Run("staig", 0, Path("g.h5ad"), np.array(["x", "y"]), np.array(["a", "b"]), np.array(["1", "2"]),
+              np.zeros((2, 2)), info={"image_mode": decision})
+    tbl = _slices_table(["a", "b"], {"a": 1, "b": 1}, [run])
+    assert tbl["columns"] == ["slice", "spots", "H&E image (STAIG)"]
+    assert [row[2][0] for row in tbl["rows"]] == [image_use_line(decision, "a"), image_use_line(decision, "b")]
+    assert _slices_table(["a"], {"a": 1}, [Run("spotscape", 0, Path("g.h5ad"), np.array(["x"]), np.array(["a"]),
+                                               np.array(["1"]), np.zeros((1, 2)))])["columns"] == ["slice", "spots"]
+
+
 # --- CLI ----------------------------------------------------------------------------------------------
 def test_cli_image_tiles_and_features(tmp_path, textured_slices):
     from click.testing import CliRunner
@@ -469,6 +664,45 @@ def test_cli_image_tiles_and_features(tmp_path, textured_slices):
     res = runner.invoke(main, ["image-features", "--input", str(other), "--tiles", str(tiles), "--output",
                                str(tmp_path / "x.h5ad"), "--backbone", "resnet18"])
     assert res.exit_code == 1 and "tiles.npy" in res.output and "other spots" in res.output
+
+
+def test_cli_tiles_at_the_planned_size_and_features_follow_the_plan(tmp_path, monkeypatch, textured_slices):
+    """image-tiles cuts tiles at the size the network will train at (auto: by the training device) and
+    records the plan; image-features with --backbone/--input-px auto follows it."""
+    import torch
+    from click.testing import CliRunner
+
+    from spatialdomains.cli import main
+
+    adata, _ = textured_slices["informative"]
+    h5ad = tmp_path / "slice.h5ad"
+    adata[:24].copy().write_h5ad(h5ad)
+    runner = CliRunner()
+    gpu_tiles = tmp_path / "gpu.tiles.npy"
+    res = runner.invoke(main, ["image-tiles", "-i", str(h5ad), "-o", str(gpu_tiles), "--device", "cuda"])
+    assert res.exit_code == 0, res.output
+    assert np.load(gpu_tiles, mmap_mode="r").shape == (24, 256, 256)
+    plan = json.loads((tmp_path / "gpu.tiles.json").read_text())
+    assert plan["backbone"] == "resnet50" and plan["device_kind"] == "cuda" and plan["patch_px"] == 256
+    tiles = tmp_path / "cpu.tiles.npy"
+    res = runner.invoke(main, ["image-tiles", "-i", str(h5ad), "-o", str(tiles), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert np.load(tiles).shape == (24, 64, 64) and np.load(tiles).dtype == np.uint8
+    assert json.loads((tmp_path / "cpu.tiles.json").read_text())["backbone"] == "resnet18"
+    assert not list(tmp_path.glob(".*.npy"))  # no temporary file left behind
+    out = tmp_path / "img.h5ad"
+    res = runner.invoke(main, ["image-features", "-i", str(h5ad), "--tiles", str(tiles), "-o", str(out),
+                               "--device", "cpu", "--max-steps", "2", "--batch-size", "12", "--n-components", "3"])
+    assert res.exit_code == 0, res.output
+    rec = ad.read_h5ad(out).uns[UNS_KEY]["image_features"]
+    assert rec["backbone"] == "resnet18" and rec["input_px"] == 64 and rec["max_steps"] == 2
+    # --weights imagenet offline: the tiles step fails in one line before cutting anything
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    res = runner.invoke(main, ["image-tiles", "-i", str(h5ad), "-o", str(tmp_path / "x.npy"), "--device", "cpu",
+                               "--weights", "imagenet"])
+    assert res.exit_code == 1 and "resnet18-f37072fd.pth" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "x.npy").exists()
 
 
 def test_cli_reports_a_corrupted_image_in_one_line(tmp_path, textured_slices):

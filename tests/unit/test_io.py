@@ -364,6 +364,16 @@ def test_read_visium_hd_layouts(tmp_path, where):
     assert slot["scalefactors"]["microns_per_pixel"] == fx.HD_SCALEFACTORS["microns_per_pixel"]
     assert adata.uns["spatialdomains"]["read"]["positions_file"] == "tissue_positions.parquet"
     assert adata.uns["spatialdomains"]["read"]["format"] == "visium_hd"
+    assert adata.uns["spatialdomains"]["read"]["reader"].startswith("spatialdata-io ")
+    assert slot["images"]["hires"].shape == (*fx.HIRES_SHAPE, 3) and slot["images"]["lowres"].dtype == np.uint8
+
+
+def test_read_visium_hd_without_feature_slice_uses_our_reader(tmp_path):
+    es = fx.write_visium_hd(tmp_path / "hd", feature_slice=False)
+    adata = sio.read_visium_hd(tmp_path / "hd")
+    assert_contract(adata, es[8], "hd")
+    assert "reader" not in adata.uns["spatialdomains"]["read"]
+    assert adata.uns["spatial"]["hd"]["metadata"]["bin_size_um"] == 8
 
 
 def test_read_visium_hd_bin_size(tmp_path):
@@ -1148,3 +1158,255 @@ def test_truth_file_wrong_width_and_no_overlap(tmp_path):
     (tmp_path / "t0.csv").write_text("barcode,label\nzzz,A\n")
     with raises(["no spot of the data has a label"]):
         sio.read(path, truth=tmp_path / "t0.csv")
+
+
+# --- SpatialData in ---------------------------------------------------------------------------------------
+def test_read_spatialdata_visium_like_store(tmp_path):
+    e = fx.write_spatialdata(tmp_path / "V1.zarr")
+    assert sio.detect_format(e.path) == "spatialdata"
+    adata = sio.read(e.path, library_id="S1")
+    assert_contract(adata, e, "S1", tmp_path=tmp_path)  # rows in table order, centroids matched by instance id
+    assert list(adata.obs["layer"]) == e.extra["layer"]
+    assert "region" not in adata.obs and "spot_id" not in adata.obs
+    slot = adata.uns["spatial"]["S1"]
+    # the hires image is a downscaled copy: coordinates stay in the store's (full-res) pixels
+    assert slot["scalefactors"]["tissue_hires_scalef"] == pytest.approx(fx.SCALEFACTORS["tissue_hires_scalef"])
+    assert slot["scalefactors"]["spot_diameter_fullres"] == pytest.approx(2 * e.extra["radius"])
+    assert slot["images"]["hires"].shape == (300, 250, 3) and slot["images"]["hires"].dtype == np.uint8
+    assert tuple(slot["images"]["hires"][5, 5]) == e.extra["colour"]
+    rec = adata.uns["spatialdomains"]["read"]
+    assert rec["format"] == "spatialdata" and rec["coordinate_system"] == "global" and rec["image"] == "V1_hires_image"
+    assert rec["counts_from"] == "layers['counts']" and rec["coordinate_unit"] == "pixel"
+
+
+def test_read_spatialdata_image_feeds_the_image_step(tmp_path):
+    from spatialdomains.image import resolve_image
+
+    e = fx.write_spatialdata(tmp_path / "V1.zarr")
+    adata = sio.read(e.path, library_id="S1")
+    resolved = resolve_image(adata)
+    assert resolved.scale == "hires" and resolved.factor == pytest.approx(fx.SCALEFACTORS["tissue_hires_scalef"])
+    assert resolved.diameter_fullres == pytest.approx(1.5 * 2 * e.extra["radius"])  # from the circles' radius
+    resolved.source.close()
+
+
+@pytest.mark.parametrize("element", ["points", "polygons"])
+def test_read_spatialdata_points_and_polygons_without_image(tmp_path, element):
+    e = fx.write_spatialdata(tmp_path / "p.zarr", element=element, image=None, counts_in="X")
+    adata = sio.read_spatialdata(e.path)
+    assert_contract(adata, e, "p")  # default id: the store's name
+    assert "spatial" not in adata.uns  # no image, no circle diameter
+    rec = adata.uns["spatialdomains"]["read"]
+    assert rec["counts_from"] == "X" and rec["coordinate_unit"] == "global"
+
+
+def test_read_spatialdata_fullres_image_and_affine(tmp_path):
+    e = fx.write_spatialdata(tmp_path / "f.zarr", image="fullres", image_name="he_full")
+    adata = sio.read(e.path, library_id="F")
+    assert_contract(adata, e, "F")
+    slot = adata.uns["spatial"]["F"]
+    assert slot["images"]["fullres"].shape == (1300, 500, 3)  # the finest level within the size budget
+    small = sio.read_spatialdata(e.path, library_id="F", max_image_side=1000)
+    assert small.uns["spatial"]["F"]["images"]["hires"].shape == (650, 250, 3)
+    assert small.uns["spatial"]["F"]["scalefactors"]["tissue_hires_scalef"] == pytest.approx(0.5)
+    # a shifted image is the finer grid: coordinates move into its pixels
+    e = fx.write_spatialdata(tmp_path / "a.zarr", image="fullres", image_transform="affine")
+    adata = sio.read(e.path, library_id="A")
+    assert_contract(adata, e, "A")
+    assert "fullres" in adata.uns["spatial"]["A"]["images"]
+
+
+def test_read_spatialdata_with_platform_and_truth(tmp_path):
+    e = fx.write_spatialdata(tmp_path / "V1.zarr")
+    adata = sio.read(e.path, platform="visium", library_id="S1", truth="layer")
+    assert list(adata.obs["truth"]) == e.extra["layer"]
+    assert adata.uns["spatialdomains"]["read"]["platform"] == "visium"
+
+
+def test_spatialdata_errors_name_the_store(tmp_path):
+    (tmp_path / "empty.zarr").mkdir()
+    with raises([str(tmp_path / "empty.zarr"), "not a SpatialData store"]):
+        sio.read_spatialdata(tmp_path / "empty.zarr")
+    with raises([str(tmp_path / "none.zarr"), "not found"]):
+        sio.read_spatialdata(tmp_path / "none.zarr")
+    import spatialdata as sd
+
+    e = fx.write_spatialdata(tmp_path / "V1.zarr")
+    sdata = sd.read_zarr(e.path)
+    del sdata.tables["table"]
+    sdata.write(tmp_path / "notable.zarr")
+    with raises([str(tmp_path / "notable.zarr"), "has no table", "V1_spots"]):
+        sio.read(tmp_path / "notable.zarr")
+    sdata = sd.read_zarr(e.path)
+    sdata.tables["table"].obs["spot_id"] = np.arange(len(e.barcodes))  # ids the circles do not have
+    sdata.write(tmp_path / "badids.zarr")
+    with raises([str(tmp_path / "badids.zarr"), f"{len(e.barcodes)} rows of table 'table'", "'V1_spots'",
+                 "'spot_id'"]):
+        sio.read(tmp_path / "badids.zarr")
+    sdata = sd.read_zarr(e.path)
+    sdata.tables["other"] = sdata.tables.pop("table")
+    sdata.tables["more"] = sdata.tables["other"].copy()
+    sdata.write(tmp_path / "two.zarr")
+    with raises([str(tmp_path / "two.zarr"), "2 tables", "'other'", "'more'"]):
+        sio.read(tmp_path / "two.zarr")
+    sdata = sd.read_zarr(e.path)
+    c = sdata.tables["table"].layers["counts"].toarray()
+    c[3, 1] = -1
+    sdata.tables["table"].layers["counts"] = sp.csr_matrix(c)
+    sdata.write(tmp_path / "neg.zarr")
+    with raises([str(tmp_path / "neg.zarr"), "negative count -1", repr(e.barcodes[3])]):
+        sio.read(tmp_path / "neg.zarr")
+
+
+# --- SpatialData out ---------------------------------------------------------------------------------------
+METHODS_SEEDS = [("staig", 0), ("staig", 1), ("spotscape", 0)]
+
+
+def _clustered_group(tmp_path, image: bool = True):
+    """Two Visium slices as one group, clustered by every (method, seed) of METHODS_SEEDS: one h5ad per run."""
+    import anndata as ad
+
+    from spatialdomains.pp._prepare import concat_slices
+
+    es = [fx.write_visium(tmp_path / f"src{i}", seed=i, images=("hires",) if image else ()) for i in (1, 2)]
+    group = concat_slices([sio.read(e.path, library_id=f"slice{i}") for i, e in zip((1, 2), es)])
+    rng = np.random.default_rng(0)
+    paths, labels = [], {}
+    for method, seed in METHODS_SEEDS:
+        a = group.copy()
+        genes = list(a.var_names[:5] if method == "staig" else a.var_names[2:])  # methods keep their own genes
+        a = a[:, genes].copy()
+        labels[(method, seed)] = rng.integers(0, 3, a.n_obs).astype(str)
+        a.obs[f"domain_{method}"] = pd.Categorical(labels[(method, seed)])
+        a.obsm[f"X_{method}"] = rng.normal(size=(a.n_obs, 4)).astype(np.float32)
+        a.uns["spatialdomains"][f"train_{method}"] = {"seed": seed}
+        path = tmp_path / f"g_{method}_s{seed}.h5ad"
+        a.write_h5ad(path)
+        paths.append(path)
+    return paths, group, labels, es
+
+
+def test_write_group_spatialdata_holds_every_run(tmp_path):
+    import spatialdata as sd
+    from spatialdata.transformations import get_transformation
+
+    paths, group, labels, es = _clustered_group(tmp_path)
+    out = sio.write_group_spatialdata(paths, tmp_path / "results" / "g.zarr")
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["g.zarr"]  # no temporary store left
+    sdata = sd.read_zarr(out)
+    table = sdata.tables["table"]
+    assert list(table.obs_names) == list(group.obs_names)
+    for method, seed in METHODS_SEEDS:
+        assert list(table.obs[f"domain_{method}_s{seed}"].astype(str)) == list(labels[(method, seed)])
+        assert table.obsm[f"X_{method}_s{seed}"].shape == (group.n_obs, 4)
+    runs = table.uns["spatialdomains"]["runs"]
+    assert sorted(runs) == ["domain_spotscape_s0", "domain_staig_s0", "domain_staig_s1"]
+    assert runs["domain_staig_s1"]["seed"] == 1 and runs["domain_staig_s1"]["embedding_key"] == "X_staig_s1"
+    assert sorted(table.var_names) == sorted(group.var_names)  # the union of the methods' genes, raw counts
+    np.testing.assert_array_equal(table.layers["counts"].toarray(),
+                                  group[:, list(table.var_names)].layers["counts"].toarray())
+    attrs = table.uns["spatialdata_attrs"]
+    assert sorted(attrs["region"]) == ["slice1_spots", "slice2_spots"]
+    for i, e in zip((1, 2), es):
+        s = f"slice{i}"
+        spots = sdata.shapes[f"{s}_spots"]
+        assert set(spots["radius"]) == {fx.SCALEFACTORS["spot_diameter_fullres"] / 2}
+        rows = table.obs["region"] == f"{s}_spots"
+        ids = table.obs.loc[rows, "instance_id"].to_numpy()
+        centroids = sd.get_centroids(spots, coordinate_system=s).compute().loc[ids]
+        np.testing.assert_allclose(centroids[["x", "y"]].to_numpy(), group.obsm["spatial"][rows.to_numpy()])
+        image = sdata.images[f"{s}_image"]
+        assert image.sizes["c"] == 3 and (image.sizes["y"], image.sizes["x"]) == fx.HIRES_SHAPE
+        m = get_transformation(image, s).to_affine_matrix(("x", "y"), ("x", "y"))
+        np.testing.assert_allclose(np.diag(m)[:2], 1 / fx.SCALEFACTORS["tissue_hires_scalef"])
+
+
+def test_spatialdata_output_reads_back_per_slice(tmp_path):
+    paths, group, labels, es = _clustered_group(tmp_path)
+    out = sio.write_group_spatialdata(paths, tmp_path / "g.zarr")
+    back = sio.read(out, library_id="slice2")
+    rows = (group.obs["slice"] == "slice2").to_numpy()
+    assert list(back.obs_names) == list(group.obs_names[rows])
+    np.testing.assert_allclose(back.obsm["spatial"], group.obsm["spatial"][rows])
+    np.testing.assert_array_equal(back.layers["counts"].toarray(),
+                                  group[rows][:, list(back.var_names)].layers["counts"].toarray())
+    assert list(back.obs["domain_staig_s1"].astype(str)) == list(labels[("staig", 1)][rows])
+    rec = back.uns["spatialdomains"]["read"]
+    assert rec["coordinate_system"] == "slice2" and rec["dropped_spots"]["other_coordinate_systems"] == rows.size - rows.sum()
+    slot = back.uns["spatial"]["slice2"]
+    assert slot["scalefactors"]["fiducial_diameter_fullres"] == fx.SCALEFACTORS["fiducial_diameter_fullres"]
+    assert "hires" in slot["images"]
+    with raises([str(out), "several coordinate systems", "slice1", "slice2"]):
+        sio.read(out, library_id="other")
+
+
+def test_spatialdata_output_with_sheet_image_and_without_image(tmp_path):
+    import spatialdata as sd
+    import tifffile
+
+    paths, group, labels, es = _clustered_group(tmp_path, image=False)
+    rgb = np.zeros((1200, 900, 3), dtype=np.uint8)
+    rgb[..., 1] = 77
+    tifffile.imwrite(tmp_path / "he1.tif", rgb)
+    out = sio.write_group_spatialdata(paths, tmp_path / "g.zarr", images={"slice1": tmp_path / "he1.tif"})
+    sdata = sd.read_zarr(out)
+    assert sorted(sdata.images) == ["slice1_image"]  # slice2 had no image: none written
+    img = sdata.images["slice1_image"]
+    assert (img.sizes["y"], img.sizes["x"]) == (1200, 900) and int(img.sel(c="g")[10, 10]) == 77
+    with raises(["slice(s) ['slice9']", "not in the group"]):
+        sio.write_group_spatialdata(paths, tmp_path / "h.zarr", images={"slice9": tmp_path / "he1.tif"})
+
+
+def test_spatialdata_output_refuses_runs_with_other_spots(tmp_path):
+    import anndata as ad
+
+    paths, *_ = _clustered_group(tmp_path)
+    a = ad.read_h5ad(paths[1])
+    a[1:].copy().write_h5ad(paths[1])
+    with raises([str(paths[1]), "spots differ"]):
+        sio.write_group_spatialdata(paths, tmp_path / "g.zarr")
+    assert not (tmp_path / "g.zarr").exists()
+
+
+def test_cli_to_spatialdata(tmp_path):
+    import spatialdata as sd
+    from click.testing import CliRunner
+
+    from spatialdomains.cli import main
+
+    paths, group, labels, es = _clustered_group(tmp_path)
+    args = ["to-spatialdata", *[a for p in paths for a in ("--clustered", str(p))], "-o", str(tmp_path / "g.zarr")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert {f"domain_{m}_s{s}" for m, s in METHODS_SEEDS} <= set(sd.read_zarr(tmp_path / "g.zarr").tables["table"].obs)
+    res = CliRunner().invoke(main, [*args[:-2], "--image", "slice1", "-o", str(tmp_path / "h.zarr")])
+    assert res.exit_code == 2 and "expected SLICE=PATH" in res.output
+
+
+def test_samplesheet_accepts_spatialdata_stores(tmp_path):
+    from spatialdomains.samplesheet import validate_samplesheet
+
+    fx.write_spatialdata(tmp_path / "with_he.zarr")
+    fx.write_spatialdata(tmp_path / "no_he.zarr", image=None)
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("sample,data,platform\nA,with_he.zarr,\nB,no_he.zarr,visium\n")
+    rows = validate_samplesheet(sheet)
+    assert [r["data"] for r in rows] == [str(tmp_path / "with_he.zarr"), str(tmp_path / "no_he.zarr")]
+    assert [r["has_image"] for r in rows] == [True, False]  # the store's own RGB image, not the platform
+    assert sio.spatialdata_rgb_images(tmp_path / "with_he.zarr") == ["V1_hires_image"]
+
+
+@pytest.mark.parametrize("dtype, value, expected", [(np.uint16, 65535, 255), (np.float32, 0.5, 128),
+                                                    (np.float32, 200.0, 200)])
+def test_read_spatialdata_image_of_other_dtypes_becomes_uint8(tmp_path, dtype, value, expected):
+    import spatialdata as sd
+    from spatialdata.models import Image2DModel
+    from spatialdata.transformations import Identity
+
+    e = fx.write_spatialdata(tmp_path / "V1.zarr", image=None)
+    sdata = sd.read_zarr(e.path)
+    sdata.images["he"] = Image2DModel.parse(np.full((3, 20, 30), value, dtype=dtype), dims=("c", "y", "x"),
+                                            c_coords=["r", "g", "b"], transformations={"global": Identity()})
+    sdata.write(tmp_path / "typed.zarr")
+    img = sio.read(tmp_path / "typed.zarr", library_id="T").uns["spatial"]["T"]["images"]["fullres"]
+    assert img.dtype == np.uint8 and int(img[0, 0, 0]) == expected

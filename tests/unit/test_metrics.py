@@ -237,3 +237,30 @@ def test_evaluate_single_slice_without_truth():
     assert "ari" not in res and "kbet" not in res and "ilisi" in res
     with pytest.raises(InputError, match="X_missing"):
         metrics.evaluate(_adata(False, False), embedding_key="X_missing", domain_key="domain_test")
+
+
+def test_cluster_mapping_leftovers_and_overlap():
+    ref = np.array([0, 0, 1, 1, 2, 2])
+    other = np.array([2, 2, 0, 0, 1, 3])
+    mapping = metrics.cluster_mapping(ref, other)
+    assert mapping[2] == 0 and mapping[0] == 1 and mapping[1] == 2 and mapping[3] == 3
+    # a cluster assigned to a class it shares no spot with stays unmatched only when asked
+    ref, other = np.array([0, 0, 1, 1]), np.array([0, 0, 0, 1])
+    np.testing.assert_array_equal(metrics.cluster_mapping(ref, other, n_ref=3), [0, 1])
+    np.testing.assert_array_equal(metrics.cluster_mapping(np.array([0, 0]), np.array([0, 1]), n_ref=2,
+                                                          require_overlap=True), [0, 2])
+
+
+def test_evaluate_subsamples_batch_metrics_above_max_n_batch():
+    a = _adata(True, True)
+    full = metrics.evaluate(a, embedding_key="X_test", domain_key="domain_test", max_n_batch=None)
+    same = metrics.evaluate(a, embedding_key="X_test", domain_key="domain_test", max_n_batch=a.n_obs)
+    assert "batch_metrics_n_spots" not in full
+    for key in ("ilisi", "kbet", "graph_connectivity", "batch_kl", "pcr_comparison"):
+        assert same[key] == pytest.approx(full[key])
+    n = a.n_obs // 2
+    sub = metrics.evaluate(a, embedding_key="X_test", domain_key="domain_test", max_n_batch=n, max_n=n // 2)
+    assert sub["batch_metrics_n_spots"] == n and sub["silhouette_n_spots"] == n // 2
+    idx = metrics.subsample_index(a.n_obs, n, 0)
+    assert sub["ilisi"] == pytest.approx(metrics.ilisi(a.obsm["X_test"][idx], a.obs["slice"].iloc[idx]))
+    assert sub["ari"] == full["ari"]  # label metrics always use every spot

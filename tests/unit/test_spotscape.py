@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,8 +14,10 @@ import torch.nn.functional as F
 from spatialdomains._utils import InputError
 from spatialdomains.models import METHODS
 from spatialdomains.models import spotscape as S
+from spatialdomains.nn import kmeans_prototypes
+from spatialdomains.nn.losses import spotscape as L
 from spatialdomains.pp import PrepConfig, prepare_group
-from spatialdomains.train import TrainOptions
+from spatialdomains.train import TrainOptions, native_bf16, resolve_precision
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -65,7 +68,7 @@ def _leaves(*arrays, dtype=torch.float64):
 def test_relation_consistency_closed_form_equals_dense(dtype, tol):
     rng = np.random.default_rng(0)
     z1, z2 = _leaves(np.abs(rng.normal(size=(50, 8))), np.abs(rng.normal(size=(50, 8))), dtype=dtype)
-    v, g = _grads(lambda: S.relation_consistency_loss(z1, z2), z1, z2)
+    v, g = _grads(lambda: L.relation_consistency_loss(z1, z2), z1, z2)
     v_ref, g_ref = _grads(lambda: _relation_consistency_dense_reference(z1, z2), z1, z2)
     assert v.dtype == dtype
     assert torch.allclose(v, v_ref, atol=tol, rtol=tol)
@@ -75,7 +78,7 @@ def test_relation_consistency_closed_form_equals_dense(dtype, tol):
 
 def test_relation_consistency_is_zero_for_identical_views():
     z = torch.rand(30, 5)
-    assert float(S.relation_consistency_loss(z, z)) == pytest.approx(0.0, abs=1e-7)
+    assert float(L.relation_consistency_loss(z, z)) == pytest.approx(0.0, abs=1e-7)
 
 
 @pytest.mark.parametrize("block_elems", [7, 1 << 24])
@@ -85,7 +88,7 @@ def test_similarity_scaling_blocked_equals_dense(block_elems):
     n = sum(sizes)
     slice_ids = torch.as_tensor(np.repeat(np.arange(3), sizes))
     z1, z2 = _leaves(np.abs(rng.normal(size=(n, 6))), np.abs(rng.normal(size=(n, 6))))
-    v, g = _grads(lambda: S.similarity_scaling_loss(z1, z2, slice_ids, top_k=5, block_elems=block_elems), z1, z2)
+    v, g = _grads(lambda: L.similarity_scaling_loss(z1, z2, slice_ids, top_k=5, block_elems=block_elems), z1, z2)
     v_ref, g_ref = _grads(lambda: _similarity_scaling_dense_reference(z1, z2, slice_ids, 5), z1, z2)
     assert float(v) > 0
     assert torch.allclose(v, v_ref, atol=1e-10)
@@ -95,7 +98,7 @@ def test_similarity_scaling_blocked_equals_dense(block_elems):
 
 def test_similarity_scaling_single_slice_is_zero():
     z = torch.rand(10, 4, requires_grad=True)
-    assert float(S.similarity_scaling_loss(z, z, torch.zeros(10, dtype=torch.long))) == 0.0
+    assert float(L.similarity_scaling_loss(z, z, torch.zeros(10, dtype=torch.long))) == 0.0
 
 
 @pytest.mark.parametrize("sparse_x", [False, True])
@@ -106,8 +109,8 @@ def test_reconstruction_gram_and_chunked_equal_dense(sparse_x):
     x = torch.tensor(x_np)
     xin = x.to_sparse_csr() if sparse_x else x
     v_ref, g_ref = _grads(lambda: _reconstruction_dense_reference(h, w, b, x), h, w, b)
-    v_gram, g_gram = _grads(lambda: S.reconstruction_loss(h, w, b, xin, method="gram"), h, w, b)
-    v_chunk, g_chunk = _grads(lambda: S.reconstruction_loss(h, w, b, xin, method="chunked", chunk_size=10), h, w, b)
+    v_gram, g_gram = _grads(lambda: L.reconstruction_loss(h, w, b, xin, method="gram"), h, w, b)
+    v_chunk, g_chunk = _grads(lambda: L.reconstruction_loss(h, w, b, xin, method="chunked", chunk_size=10), h, w, b)
     for v, g in ((v_gram, g_gram), (v_chunk, g_chunk)):
         assert torch.allclose(v, v_ref, atol=1e-10)
         for a, r in zip(g, g_ref):
@@ -121,7 +124,7 @@ def test_reconstruction_gram_float32_close_to_dense():
     b = torch.zeros(200, requires_grad=True)
     x = torch.rand(400, 200) * (torch.rand(400, 200) < 0.2)
     ref = _reconstruction_dense_reference(h, w, b, x)
-    got = S.reconstruction_loss(h, w, b, x)
+    got = L.reconstruction_loss(h, w, b, x)
     assert got.dtype == torch.float32
     assert torch.allclose(got, ref, rtol=1e-5)
 
@@ -135,18 +138,18 @@ def test_pcl_hand_case():
     c = 1 / math.sqrt(2)
     l0 = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + math.exp(c / tau)))
     l1 = -math.log(math.exp(c / tau) / (math.exp(0.0) + math.exp(c / tau)))
-    got = S.prototypical_contrastive_loss(z, centroids, labels, tau=tau)
+    got = L.prototypical_contrastive_loss(z, centroids, labels, tau=tau)
     assert float(got) == pytest.approx((l0 + l1) / 2, rel=1e-6)
     # two granularities average
-    got2 = S.prototypical_contrastive_loss(z, centroids * 2, labels * 2, tau=tau)
+    got2 = L.prototypical_contrastive_loss(z, centroids * 2, labels * 2, tau=tau)
     assert float(got2) == pytest.approx((l0 + l1) / 2, rel=1e-6)
 
 
 def test_pcl_granularities():
-    assert S.pcl_granularities(7) == [7, 11, 14]
-    assert S.pcl_granularities(5) == [5, 8, 10]
-    assert S.pcl_granularities(1) == [1, 2, 3]
-    assert S.pcl_granularities(7, n_points=10) == [7, 10, 10]
+    assert L.pcl_granularities(7) == [7, 11, 14]
+    assert L.pcl_granularities(5) == [5, 8, 10]
+    assert L.pcl_granularities(1) == [1, 2, 3]
+    assert L.pcl_granularities(7, n_points=10) == [7, 10, 10]
 
 
 def test_kmeans_prototypes_recovers_separated_clusters():
@@ -155,7 +158,7 @@ def test_kmeans_prototypes_recovers_separated_clusters():
     truth = torch.arange(3).repeat_interleave(100)
     z = centres[truth] + 0.3 * torch.randn(300, 2, generator=g)
     torch.manual_seed(0)
-    cent, labels = S.kmeans_prototypes(z, 3, max_points_per_centroid=40)
+    cent, labels = kmeans_prototypes(z, 3, max_points_per_centroid=40)
     assert cent.shape == (3, 2)
     from sklearn.metrics import adjusted_rand_score
 
@@ -171,24 +174,6 @@ def _ring_graph(n):
     return torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], 1)
 
 
-def test_gcn_layer_matches_dense_adjacency():
-    torch.manual_seed(0)
-    n = 6
-    ei = _ring_graph(n)
-    layer = S.GCNLayer(5, 3)
-    assert repr(layer) == "GCNLayer(5, 3)"
-    x = torch.randn(n, 5)
-    a = torch.zeros(n, n)
-    a[ei[1], ei[0]] = 1.0
-    a = a + torch.eye(n)
-    d = a.sum(1).pow(-0.5)
-    dense = (d[:, None] * a * d[None, :]) @ x @ layer.weight + layer.bias
-    assert torch.allclose(layer(x, ei), dense, atol=1e-5)
-    # a sparse input and a precomputed projection give the same output
-    assert torch.allclose(layer(x.to_sparse_csr(), ei), dense, atol=1e-5)
-    assert torch.allclose(layer(None, ei, xw=x @ layer.weight), dense, atol=1e-5)
-
-
 def test_encoder_output_is_non_negative_and_repr():
     enc = S.SpotscapeEncoder(10, 16, 4)
     assert repr(enc) == "SpotscapeEncoder(10, 16, 4)"
@@ -196,57 +181,6 @@ def test_encoder_output_is_non_negative_and_repr():
     assert z.shape == (8, 4) and bool((z >= 0).all())
     dec = S.SpotscapeDecoder(4, 16, 10)
     assert dec(z).shape == (8, 10)
-
-
-def test_augmentations_are_seeded_and_noop_when_not_training():
-    ei = _ring_graph(50)
-    torch.manual_seed(3)
-    a, keep_a = S.drop_edges(ei, 0.2)
-    torch.manual_seed(3)
-    b, keep_b = S.drop_edges(ei, 0.2)
-    assert torch.equal(a, b) and torch.equal(keep_a, keep_b) and a.size(1) < ei.size(1)
-    same, keep = S.drop_edges(ei, 0.2, training=False)
-    assert torch.equal(same, ei) and bool(keep.all())
-    m = S.mask_feature_columns(1000, 0.2)
-    assert set(m.unique().tolist()) <= {0.0, 1.0} and 0.1 < float(1 - m.mean()) < 0.3
-    assert bool((S.mask_feature_columns(10, 0.2, training=False) == 1).all())
-
-
-def test_minibatch_subgraph_gives_full_graph_outputs_for_seeds():
-    """Globally normalised weights on the 2-hop induced subgraph reproduce the full-graph GCN for seeds."""
-    from spatialdomains.graph import knn_edges, to_csr
-
-    rng = np.random.default_rng(0)
-    coords = rng.random((300, 2))
-    adj = to_csr(knn_edges(coords, 5), 300)
-    torch.manual_seed(0)
-    enc = S.SpotscapeEncoder(12, 16, 8).eval()
-    x = torch.randn(300, 12)
-    views = S._GraphViews(adj, torch.device("cpu"))
-    views.resample([0.3])
-    full_w = torch.cat([views.weights[0], views.self_weights[0]])
-    loops = torch.arange(300)
-    full_ei = torch.cat([views.edge_index, torch.stack([loops, loops])], 1)
-    with torch.no_grad():
-        z_full = enc(x, full_ei, full_w, normalized=True)
-        seeds = np.array([3, 17, 150, 299])
-        nodes = S._khop(adj, seeds, 2)
-        assert list(nodes[:4]) == list(seeds)
-        _, nodes_t, sub_views = views.subgraph(nodes)
-        ei, w = sub_views[0]
-        z_sub = enc(x[nodes_t], ei, w, normalized=True)
-    assert torch.allclose(z_sub[:4], z_full[torch.as_tensor(seeds)], atol=1e-5)
-
-
-def test_partition_covers_every_node_once():
-    from spatialdomains.graph import knn_edges, to_csr
-
-    coords = np.random.default_rng(1).random((500, 2))
-    part = S._Partition(to_csr(knn_edges(coords, 4), 500), 60, np.random.default_rng(0))
-    batches = part.batches(3, torch.Generator().manual_seed(0))
-    allnodes = np.sort(np.concatenate(batches))
-    assert np.array_equal(allnodes, np.arange(500))
-    assert 1 <= len(batches) <= 3
 
 
 def test_registry_entry():
@@ -314,11 +248,11 @@ def test_sparse_and_dense_inputs_train_alike(one_prepared):
 
 def test_precision_auto_follows_hardware_and_rejects_unknown():
     cpu = torch.device("cpu")
-    assert S.resolve_precision("auto", cpu) == ("bfloat16" if S.native_bf16(cpu) else "float32")
-    assert S.resolve_precision("float32", cpu) == "float32"
-    assert S.resolve_precision("bfloat16", cpu) == "bfloat16"
+    assert resolve_precision("auto", cpu) == ("bfloat16" if native_bf16(cpu) else "float32")
+    assert resolve_precision("float32", cpu) == "float32"
+    assert resolve_precision("bfloat16", cpu) == "bfloat16"
     with pytest.raises(InputError, match="precision must be auto, float32 or bfloat16, got 'fp16'"):
-        S.resolve_precision("fp16", cpu)
+        resolve_precision("fp16", cpu)
 
 
 def test_bfloat16_products_train_like_float32(one_prepared):
@@ -409,3 +343,35 @@ def test_pcl_without_n_domains_estimates_k():
     adata = _prepare(make_slices(n_slices=2, n_spots=200, n_domains=4, n_genes=80, seed=3), 80)
     res = _fit(adata, 6, pcl_warmup=3, impute=False)
     assert 4 <= res.info["n_domains"] <= 15 and (res.history["pcl"].iloc[3:] > 0).all()
+
+
+@pytest.mark.parametrize("mode", ["full", "minibatch"])
+def test_resume_equals_uninterrupted_training(tmp_path, monkeypatch, mode):
+    """6 epochs in one go == 4 epochs, a killed job, and a resumed run of the last 2 (bitwise), with the
+    PCL domain count estimated during training and, in mini-batch mode, the batch shuffle restored."""
+    from trainutil import Killed, kill_after_checkpoints
+
+    from spatialdomains.synthetic import make_slices
+
+    adata = _prepare(make_slices(n_slices=2, n_spots=150, n_domains=4, n_genes=80, seed=3), 80)
+    cfg = S.SpotscapeConfig(epochs=6, pcl_warmup=2, impute=False, batch_mode=mode, batch_size=120, lr=1e-3)
+    options = TrainOptions(epochs=6, checkpoint=tmp_path / "spotscape.pt", checkpoint_every=2, progress=False)
+
+    def fit(train_options):
+        return S.fit_spotscape(adata.copy(), config=cfg, device="cpu", random_state=4, train_options=train_options)
+
+    torch.use_deterministic_algorithms(True)
+    try:
+        whole = fit(TrainOptions(epochs=6, progress=False))
+        saved = kill_after_checkpoints(monkeypatch, 2)
+        with pytest.raises(Killed):
+            fit(options)
+        resumed = fit(dataclasses.replace(options, resume=True))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert saved == [1, 3]
+    assert whole.info["steps_per_epoch"] == (1 if mode == "full" else 3)
+    assert resumed.info["n_domains"] == whole.info["n_domains"] is not None
+    cols = ["loss", "re", "sc", "ss", "pcl"]
+    np.testing.assert_array_equal(resumed.history[cols].to_numpy(), whole.history[cols].to_numpy())
+    np.testing.assert_array_equal(resumed.embedding, whole.embedding)

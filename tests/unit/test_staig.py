@@ -5,32 +5,32 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 import torch
 import torch.nn.functional as F
 
-from spatialdomains.graph import hex_edges, knn_edges, to_csr
+from spatialdomains.graph import gcn_adjacency, hex_edges, knn_edges, to_csr
 from spatialdomains.models import METHODS
 from spatialdomains.models.staig import (
     STAIG_PREP,
     ProjectionHead,
-    SparseFeatures,
     StaigConfig,
     StaigEncoder,
     StaigModel,
-    feature_mask,
     fit_staig,
+)
+from spatialdomains.nn import ConstantFeatures
+from spatialdomains.nn.augment import (
+    feature_mask,
     fixed_edge_probabilities,
-    gcn_adjacency,
     gene_edge_probabilities,
     image_edge_probabilities,
-    make_loss_plan,
-    mask_features,
     sample_view,
-    staig_loss,
     undirected_pairs,
 )
-from spatialdomains.train import TrainingDiverged
+from spatialdomains.nn.losses.staig import PairwiseLogSum, SampledLogDenominator, make_loss_plan, staig_loss
+from spatialdomains.train import TrainingDiverged, TrainOptions
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,8 +231,9 @@ def test_views_are_symmetric_subsets_of_the_graph():
 
 def test_feature_masking_zeroes_whole_columns():
     x = torch.rand(30, 200) + 0.1
-    gen = torch.Generator().manual_seed(0)
-    xm, mask = mask_features(x, 0.3, generator=gen)
+    torch.manual_seed(0)
+    mask = feature_mask(200, 0.3)
+    xm = x * mask
     dropped = mask == 0
     assert 0.15 < dropped.float().mean() < 0.45
     assert torch.all(xm[:, dropped] == 0) and torch.all(xm[:, ~dropped] == x[:, ~dropped])
@@ -261,9 +262,12 @@ def test_encoder_matches_pyg_gcnconv_and_masking_identities():
     # edge_index or the precomputed sparse adjacency: same output
     torch.testing.assert_close(enc(x, gcn_adjacency(ei, 40)), out)
     # masking the weights == masking the features; sparse features == dense features
-    mask = feature_mask(12, 0.5, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(1)
+    mask = feature_mask(12, 0.5)
     torch.testing.assert_close(enc(x, ei, mask), enc(x * mask, ei), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(enc(SparseFeatures(x * (x > 0.5)), ei), enc(x * (x > 0.5), ei), rtol=1e-5, atol=1e-6)
+    xs = (x * (x > 0.5)).numpy()
+    torch.testing.assert_close(enc(ConstantFeatures(xs, sparse=True), ei), enc(torch.as_tensor(xs), ei),
+                               rtol=1e-5, atol=1e-6)
     views = enc.forward_views(x, [ei, ei[:, :20]], [mask, torch.ones(12)])
     torch.testing.assert_close(views[0], enc(x, ei, mask), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(views[1], enc(x, ei[:, :20]), rtol=1e-5, atol=1e-6)
@@ -291,9 +295,11 @@ def test_modules_shapes_repr_and_reset():
 
 def test_config_validation_and_registry():
     with pytest.raises(ValueError, match="StaigConfig"):
-        StaigConfig(edge_drop="random")
+        StaigConfig(edge_drop_source="random")
     with pytest.raises(ValueError, match="StaigConfig"):
-        StaigConfig(p_f1=1.5)
+        StaigConfig(feature_mask=(1.5, 0.2))
+    with pytest.raises(ValueError, match="StaigConfig"):
+        StaigConfig(edge_drop=(0.1,))
     spec = METHODS["staig"]
     assert spec.config_class is StaigConfig and spec.fit is fit_staig
     assert spec.prep == STAIG_PREP and spec.prep_for(2).n_top_genes >= spec.prep.n_top_genes
@@ -331,8 +337,8 @@ def test_fit_reproducible_and_loss_decreases(small_slice):
     # drift apart by float rounding that 60 epochs amplify (seen up to 3e-5 on a loaded machine).
     torch.use_deterministic_algorithms(True)
     try:
-        r1 = fit_staig(small_slice.copy(), config=cfg, seed=3, device="cpu")
-        r2 = fit_staig(small_slice.copy(), config=cfg, seed=3, device="cpu")
+        r1 = fit_staig(small_slice.copy(), config=cfg, random_state=3, device="cpu")
+        r2 = fit_staig(small_slice.copy(), config=cfg, random_state=3, device="cpu")
     finally:
         torch.use_deterministic_algorithms(False)
     assert r1.embedding.dtype == np.float32 and r1.embedding.shape == (small_slice.n_obs, 64)
@@ -341,7 +347,7 @@ def test_fit_reproducible_and_loss_decreases(small_slice):
     assert loss[-10:].mean() < loss[:5].mean() - 1e-3
     assert r1.info["variant"] == "plain" and r1.info["edge_drop_source"] == "gene"
     assert set(r1.state_dict) >= {"encoder.act.weight", "head.fc1.weight"}
-    r3 = fit_staig(small_slice.copy(), config=cfg, seed=4, device="cpu")
+    r3 = fit_staig(small_slice.copy(), config=cfg, random_state=4, device="cpu")
     assert np.abs(r1.embedding - r3.embedding).max() > 1e-2
 
 
@@ -350,22 +356,22 @@ def test_fit_picks_variant(small_slice):
     with_image = _prepared(n_spots=400, image=True)
     res = fit_staig(with_image, config=cfg, device="cpu")
     assert res.info["variant"] == "debiased" and res.info["edge_drop_source"] == "image"
-    res = fit_staig(with_image, config=dataclasses.replace(cfg, debiased=False, edge_drop="fixed"), device="cpu")
+    res = fit_staig(with_image, config=dataclasses.replace(cfg, debiased=False, edge_drop_source="fixed"), device="cpu")
     assert res.info["variant"] == "plain" and res.info["edge_drop_source"] == "fixed"
     two = small_slice.copy()
     two.obs["slice"] = np.where(np.arange(two.n_obs) % 2 == 0, "a", "b")
     two.obs["slice"] = two.obs["slice"].astype("category")
     assert fit_staig(two, config=cfg, device="cpu").info["variant"] == "multi"
     with pytest.raises(Exception, match="X_image"):
-        fit_staig(small_slice.copy(), config=dataclasses.replace(cfg, edge_drop="image"), device="cpu")
+        fit_staig(small_slice.copy(), config=dataclasses.replace(cfg, edge_drop_source="image"), device="cpu")
 
 
 def test_nan_input_raises_the_trainer_error_with_the_epoch(small_slice):
     bad = small_slice.copy()
-    bad.X = np.asarray(bad.X).copy()
+    bad.X = bad.X.toarray() if sp.issparse(bad.X) else np.asarray(bad.X).copy()  # prepare_group's X is CSR
     bad.X[5, :] = np.nan
     with pytest.raises(TrainingDiverged, match="epoch 0"):
-        fit_staig(bad, config=StaigConfig(epochs=5, edge_drop="fixed"), device="cpu")
+        fit_staig(bad, config=StaigConfig(epochs=5, edge_drop_source="fixed"), device="cpu")
 
 
 def test_missing_graph_is_an_input_error(small_slice):
@@ -386,9 +392,86 @@ def test_synthetic_layers_are_recovered():
     # tau = 1: the synthetic programmes are far cleaner than Visium counts, and the near-flat softmax
     # of the DLPFC defaults (tau = 10 or 20) separates them too slowly for a CPU test (ARI ~0.5 after 400
     # epochs at tau = 10). On DLPFC the order is reversed (tau = 1: ARI 0.39; tau = 20: 0.59), see docs/methods.md.
-    res = fit_staig(a, config=StaigConfig(tau=1.0), seed=0, device="cpu")
+    res = fit_staig(a, config=StaigConfig(tau=1.0), random_state=0, device="cpu")
     labels = KMeans(5, n_init=10, random_state=0).fit_predict(res.embedding)
     truth = a.obs["truth"].to_numpy()
     ok = ~a.obs["truth"].isna().to_numpy()
     ari = adjusted_rand_score(truth[ok], labels[ok])
     assert ari >= 0.8, ari
+
+
+# --------------------------------------------------------------------------------------------------
+# custom autograd functions against autograd, resume = uninterrupted
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["plain", "multi", "debiased"])
+@pytest.mark.parametrize("budget", [0, 256])
+def test_pairwise_log_sum_gradcheck(variant, budget):
+    gen = torch.Generator().manual_seed(0)
+    m = 14  # 2N stacked rows
+    z = torch.nn.functional.normalize(torch.randn(m, 3, generator=gen, dtype=torch.float64), dim=1).requires_grad_()
+    extra = (torch.rand(m, generator=gen, dtype=torch.float64) + 0.1).requires_grad_()
+    segments = [(0, 8), (8, 14)] if variant == "multi" else [(0, m)]
+    labels = torch.randint(0, 3, (m,), generator=gen) if variant == "debiased" else None
+
+    def fn(z_, e_):  # tiles of 3 rows: several tiles, kept (budget) or recomputed (budget 0)
+        return PairwiseLogSum.apply(z_, e_, 0.7, 0.3, segments, labels, 3, budget, True, {})
+
+    assert torch.autograd.gradcheck(fn, (z, extra))
+
+
+def test_sampled_log_denominator_gradcheck():
+    gen = torch.Generator().manual_seed(1)
+    za = torch.randn(9, 3, generator=gen, dtype=torch.float64).requires_grad_()
+    zb = torch.randn(9, 3, generator=gen, dtype=torch.float64).requires_grad_()
+    extra = (torch.rand(9, generator=gen, dtype=torch.float64) + 0.1).requires_grad_()
+    segments = [(0, 5, torch.tensor([0, 2, 2, 4]), 5 / 4), (5, 9, torch.tensor([5, 8, 6]), 4 / 3)]
+    labels = torch.randint(0, 2, (9,), generator=gen)
+
+    def fn(a, b, e):  # a memory budget of 0 MB: one row per block
+        return SampledLogDenominator.apply(a, b, e, 0.5, 0.2, segments, labels, 0, True)
+
+    assert torch.autograd.gradcheck(fn, (za, zb, extra))
+
+
+def test_resume_equals_uninterrupted_training(small_slice, tmp_path, monkeypatch):
+    """6 epochs in one go == 4 epochs, a killed job, and a resumed run of the last 2 (bitwise)."""
+    from trainutil import Killed, kill_after_checkpoints
+
+    cfg = StaigConfig(epochs=6, tau=1.0)
+    options = TrainOptions(epochs=6, checkpoint=tmp_path / "staig.pt", checkpoint_every=2, progress=False)
+    torch.use_deterministic_algorithms(True)
+    try:
+        whole = fit_staig(small_slice.copy(), config=cfg, random_state=5, device="cpu")
+        saved = kill_after_checkpoints(monkeypatch, 2)
+        with pytest.raises(Killed):
+            fit_staig(small_slice.copy(), config=cfg, random_state=5, device="cpu", train_options=options)
+        resumed = fit_staig(small_slice.copy(), config=cfg, random_state=5, device="cpu",
+                            train_options=dataclasses.replace(options, resume=True))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert saved == [1, 3]
+    assert list(resumed.history["epoch"]) == list(range(6))
+    np.testing.assert_array_equal(resumed.history["loss"].to_numpy(), whole.history["loss"].to_numpy())
+    np.testing.assert_array_equal(resumed.embedding, whole.embedding)
+
+
+def test_renamed_parameters_still_work_with_a_deprecation_message():
+    from spatialdomains.tl import parse_overrides
+
+    with pytest.warns(FutureWarning, match="'p_e1' is deprecated.*'edge_drop'"):
+        cfg = parse_overrides(StaigConfig, {"edge_drop": "fixed", "p_e1": "0.25", "p_f2": "0.4", "hidden": "32"})
+    assert cfg.edge_drop_source == "fixed" and cfg.edge_drop == (0.25, 0.3)
+    assert cfg.feature_mask == (0.1, 0.4) and cfg.out_channels == 32
+    with pytest.warns(FutureWarning):
+        both = parse_overrides(StaigConfig, {"edge_drop": "0.2,0.5", "p_e1": "0.05", "dtype": "float64"})
+    assert both.edge_drop == (0.05, 0.5) and both.precision == "float64"
+    # the current names: no warning, and `edge_drop` is a pair of rates as in Spotscape
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parse_overrides(StaigConfig, {"edge_drop": "0.2,0.4"}).edge_drop == (0.2, 0.4)
+    from spatialdomains._utils import InputError
+
+    with pytest.raises(InputError, match="both given"):
+        parse_overrides(StaigConfig, {"hidden": "8", "out_channels": "16"})

@@ -312,7 +312,7 @@ def test_simulate_to_dir_without_image_or_gmt(tmp_path):
 
 def test_same_seed_same_slice_other_seed_other_slice():
     kw = dict(n_spots=400, n_genes=150, n_domains=3, batch_effect=0.2, pattern="blobs")
-    a, b, c = syn.make_slice(**kw), syn.make_slice(**kw), syn.make_slice(seed=1, **kw)
+    a, b, c = syn.make_slice(**kw), syn.make_slice(**kw), syn.make_slice(random_state=1, **kw)
     for key in ("X",):
         np.testing.assert_array_equal(a.X.indices, b.X.indices)
         np.testing.assert_array_equal(a.X.data, b.X.data)
@@ -349,3 +349,124 @@ def test_same_seed_same_files(tmp_path):
 def test_bad_arguments_raise_input_error(kwargs, match):
     with pytest.raises(InputError, match=match):
         syn.make_slice(**kwargs)
+
+
+def test_seed_keyword_is_deprecated_but_still_works():
+    kw = dict(n_spots=300, n_genes=80, n_domains=3)
+    with pytest.warns(DeprecationWarning, match="random_state"):
+        a = syn.make_slice(seed=4, **kw)
+    b = syn.make_slice(random_state=4, **kw)
+    np.testing.assert_array_equal(a.X.data, b.X.data)
+
+
+# --- instrument formats: Visium HD bins and Xenium cells ------------------------------------------
+
+
+def _same_counts(a, b) -> None:
+    assert a.shape == b.shape
+    assert abs(sp.csr_matrix(a) - sp.csr_matrix(b)).max() == 0
+
+
+@pytest.fixture
+def many_chunks(monkeypatch):
+    """Small count chunks, so that a test slice is written in several appended pieces."""
+    monkeypatch.setattr(syn, "_CHUNK_ENTRIES", 20_000)
+
+
+def test_visium_hd_folder_round_trips_through_the_reader(tmp_path, many_chunks):
+    import json
+
+    from spatialdomains import io
+
+    kw = dict(n_domains=4, random_state=3, nuisance_strength=0.6)
+    folder, truth = syn.write_visium_hd(tmp_path / "hd", 1500, 120, **kw)
+    ref = syn.make_slice(1500, n_genes=120, layout="square", **kw)  # the same slice, in memory
+    assert truth == tmp_path / "hd_truth.csv"
+    bins = folder / "outs" / "binned_outputs" / "square_008um"
+    positions = pd.read_parquet(bins / "spatial" / "tissue_positions.parquet")
+    assert list(positions.columns) == ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres",
+                                       "pxl_col_in_fullres"]
+    assert positions["in_tissue"].sum() == 1500 and (positions["in_tissue"] == 0).any()  # capture area > tissue
+    sf = json.loads((bins / "spatial" / "scalefactors_json.json").read_text())
+    assert sf["bin_size_um"] == 8 and sf["bin_size_um"] / sf["spot_diameter_fullres"] == pytest.approx(
+        sf["microns_per_pixel"])
+
+    a = io.read(folder, platform="visium_hd", truth=str(truth))
+    np.testing.assert_array_equal(a.obs_names, ref.obs_names)
+    assert a.obs_names[0].startswith("s_008um_") and a.obs_names.is_monotonic_increasing
+    _same_counts(a.layers["counts"], ref.X)
+    np.testing.assert_allclose(a.obsm["spatial"], ref.obsm["spatial"])
+    np.testing.assert_array_equal(a.obs["array_row"], ref.obs["array_row"])
+    np.testing.assert_array_equal(a.obs["truth"].astype(str), ref.obs["truth"].astype(str))
+    assert list(a.var["gene_ids"]) == list(ref.var["gene_ids"])
+    assert a.uns["spatial"]["slice0"]["metadata"]["bin_size_um"] == 8
+
+
+def test_xenium_folder_round_trips_through_the_reader(tmp_path, many_chunks):
+    import json
+
+    from spatialdomains import io
+
+    kw = dict(n_domains=4, random_state=5, nuisance_strength=0.6)
+    folder, truth = syn.write_xenium(tmp_path / "xen", 1200, 90, **kw)
+    ref = syn.make_slice(1200, n_genes=90, layout="cells", **kw)
+    assert sorted(p.name for p in folder.iterdir()) == ["cell_feature_matrix.h5", "cells.parquet",
+                                                        "experiment.xenium"]
+    cells = pd.read_parquet(folder / "cells.parquet")
+    assert list(cells.columns[:3]) == ["cell_id", "x_centroid", "y_centroid"]
+    assert json.loads((folder / "experiment.xenium").read_text())["pixel_size"] == syn.XENIUM_PIXEL_UM
+
+    a = io.read(folder, platform="xenium", truth=str(truth))
+    np.testing.assert_array_equal(a.obs_names, ref.obs_names)
+    _same_counts(a.layers["counts"], ref.X)  # control probes and codewords are dropped by the reader
+    np.testing.assert_allclose(a.obsm["spatial"], ref.obsm["spatial"] * syn.XENIUM_PIXEL_UM)  # microns
+    np.testing.assert_array_equal(a.obs["truth"].astype(str), ref.obs["truth"].astype(str))
+    np.testing.assert_array_equal(a.obs["transcript_counts"], np.asarray(ref.X.sum(1)).ravel())
+    assert a.obs["dropped_negative_control_probe_counts"].sum() > 0
+
+
+def test_format_writers_do_not_depend_on_threads(tmp_path, many_chunks):
+    import h5py
+
+    def matrix(n_jobs):
+        folder, _ = syn.write_xenium(tmp_path / f"x{n_jobs}", 800, 60, 3, n_jobs=n_jobs)
+        with h5py.File(folder / "cell_feature_matrix.h5") as f:
+            return {k: f["matrix"][k][()] for k in ("data", "indices", "indptr", "barcodes")}
+
+    one, two = matrix(1), matrix(2)
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key])
+
+
+def test_cells_are_irregular_and_mix_at_boundaries():
+    from scipy.spatial import cKDTree
+
+    a = syn.make_slice(3000, n_domains=4, n_genes=100, layout="cells", random_state=2)
+    xy = a.obsm["spatial"] / syn.SCATTER_PITCH_PX
+    d = cKDTree(xy).query(xy, k=2)[0][:, 1]
+    assert d.min() > 0.3 and d.std() / d.mean() > 0.1  # no overlapping cells, no lattice
+    # each cell expresses one domain's programme; the truth is the region holding it, so the two
+    # differ only near boundaries, where cells of both domains intermix
+    expressed, truth = a.obs[syn.EXPRESSED_KEY].astype(str), a.obs["truth"].astype(str)
+    assert 0.75 < np.mean(expressed == truth) < 1.0
+    X = a.layers["counts"]
+    for dom, genes in a.uns["markers"].items():
+        score = np.asarray(X[:, a.var_names.get_indexer(genes)].sum(1)).ravel()
+        assert score[(expressed == dom).to_numpy()].mean() > 1.2 * score[(expressed != dom).to_numpy()].mean()
+
+
+def test_simulate_cli_writes_instrument_folders_and_a_valid_sheet(tmp_path):
+    from click.testing import CliRunner
+
+    from spatialdomains.cli import main
+    from spatialdomains.samplesheet import validate_samplesheet
+
+    res = CliRunner().invoke(main, ["simulate", "--format", "visium_hd", "--n-spots", "400", "--n-genes", "60",
+                                    "--n-slices", "2", "--n-domains", "3", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rows = validate_samplesheet(tmp_path / "samplesheet.csv")
+    assert [r["platform"] for r in rows] == ["visium_hd", "visium_hd"]
+    assert all(r["has_truth"] for r in rows)
+    assert (tmp_path / "genesets.gmt").is_file()
+    res = CliRunner().invoke(main, ["simulate", "--format", "xenium", "--image", "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "--image" in res.output

@@ -5,13 +5,6 @@ Each subcommand lives in a topic module (``_data.py``, ``_methods.py``, ...) tha
 """
 
 from ._base import main  # noqa: F401
-from . import _data  # noqa: F401  (registers validate-samplesheet, read, qc, prepare, simulate, evaluate)
-
-for _optional in ("_methods", "_image", "_analysis"):
-    try:
-        __import__(f"{__name__}.{_optional}")
-    except ModuleNotFoundError as _err:  # a topic module not written yet
-        if _err.name != f"{__name__}.{_optional}":
-            raise
+from . import _analysis, _data, _image, _methods  # noqa: F401  (each registers its subcommands on main; _data includes to-spatialdata)
 
 __all__ = ["main"]

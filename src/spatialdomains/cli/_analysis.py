@@ -34,10 +34,13 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="Smallest fraction of tested genes that must be in the gene sets (else an id-mismatch error).")
 @click.option("--min-set-size", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--max-set-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--max-spots-per-domain", type=click.IntRange(min=10), default=5000, show_default=True,
+              help="DEG tests a seeded uniform subsample of this many spots of a larger domain (table: n_tested).")
 @threads_option
 def analyse_cmd(input_path: Path, method: str, gmt: Path | None, deg_csv: Path, go_csv: Path | None,
                 plots_dir: Path | None, prefix: str | None, group: str | None, seed: int | None, logfc: float,
-                padj: float, min_overlap: float, min_set_size: int, max_set_size: int) -> None:
+                padj: float, min_overlap: float, min_set_size: int, max_set_size: int,
+                max_spots_per_domain: int) -> None:
     """Marker genes of every domain (Wilcoxon vs rest) and their gene-set enrichment (hypergeometric)."""
     import anndata as ad
 
@@ -52,7 +55,8 @@ def analyse_cmd(input_path: Path, method: str, gmt: Path | None, deg_csv: Path, 
     adata = ad.read_h5ad(input_path)
     if f"domain_{method}" not in adata.obs:
         raise InputError(f"{input_path}: obs['domain_{method}'] not found; run `spatialdomains cluster` first")
-    deg = analysis.domain_markers(adata, method, logfc=logfc, padj=padj, group=group, seed=seed)
+    deg = analysis.domain_markers(adata, method, logfc=logfc, padj=padj, group=group, seed=seed,
+                                  max_spots_per_domain=max_spots_per_domain)
     go = None
     if sets is not None:
         id_cols = {f"var[{c!r}]": adata.var[c].astype(str).to_numpy() for c in ("gene_ids", "gene_symbols",

@@ -88,3 +88,27 @@ def set_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
     else:
         os.environ["SPATIALDOMAINS_TORCH_THREADS"] = str(n)
+
+
+def read_slices(paths, *, slice_from_file_name: bool = False) -> list:
+    """Read slice ``.h5ad`` files for ``prepare`` / ``domains``; each needs ``obsm['spatial']``.
+
+    A file without ``obs['slice']`` is an error, or, with ``slice_from_file_name``, takes its file name
+    (stem) as its slice id.
+    """
+    import anndata as ad
+
+    from .._constants import SLICE_KEY, SPATIAL
+    from .._utils import InputError
+
+    slices = []
+    for path in paths:
+        a = ad.read_h5ad(path)
+        if SPATIAL not in a.obsm:
+            raise InputError(f"{path}: obsm['spatial'] is missing (spot coordinates are needed for the graph)")
+        if SLICE_KEY not in a.obs:
+            if not slice_from_file_name:
+                raise InputError(f"{path}: obs['slice'] is missing; create inputs with `spatialdomains read`")
+            a.obs[SLICE_KEY] = Path(path).stem
+        slices.append(a)
+    return slices

@@ -1,4 +1,4 @@
-"""Data subcommands: validate-samplesheet, read, qc, prepare, simulate, evaluate."""
+"""Data subcommands: validate-samplesheet, read, qc, prepare, simulate, evaluate, to-spatialdata."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._base import input_option, main, output_option, threads_option
+from ._base import input_option, main, output_option, read_slices, threads_option
 
 
 @main.command("validate-samplesheet")
@@ -72,9 +72,9 @@ def qc_cmd(input_path: Path, output: Path, qc_json: Path, min_counts: int, min_g
     from .._utils import write_h5ad_atomic, write_json_atomic
 
     adata = ad.read_h5ad(input_path)
-    out = pp.qc(adata, min_counts=min_counts, min_genes=min_genes, max_mt_pct=max_mt_pct, min_cells=min_cells)
-    write_json_atomic(qc_json, dict(out.uns[UNS_KEY][QC_KEY]))
-    write_h5ad_atomic(out, output)
+    pp.qc(adata, min_counts=min_counts, min_genes=min_genes, max_mt_pct=max_mt_pct, min_cells=min_cells)
+    write_json_atomic(qc_json, dict(adata.uns[UNS_KEY][QC_KEY]))
+    write_h5ad_atomic(adata, output)
 
 
 @main.command("prepare")
@@ -92,23 +92,16 @@ def qc_cmd(input_path: Path, output: Path, qc_json: Path, min_counts: int, min_g
 def prepare_cmd(inputs: tuple[Path, ...], output: Path, method: str, platform: str, n_top_genes, hvg_flavor, scale,
                 graph_kind, graph_k, graph_radius) -> None:
     """HVGs per slice and their intersection, normalisation, block-diagonal spatial graph."""
-    import anndata as ad
-
     from ..models import get_method
     from ..pp import prepare_group
     from .._utils import write_h5ad_atomic
 
-    from .._constants import SLICE_KEY, SPATIAL
-    from .._utils import InputError
+    slices = read_slices(inputs)
+    from .._constants import COUNTS_LAYER
 
-    slices = []
-    for p in inputs:
-        a = ad.read_h5ad(p)
-        if SPATIAL not in a.obsm:
-            raise InputError(f"{p}: obsm['spatial'] is missing (spot coordinates are needed for the graph)")
-        if SLICE_KEY not in a.obs:
-            raise InputError(f"{p}: obs['slice'] is missing; create inputs with `spatialdomains read`")
-        slices.append(a)
+    for a in slices:
+        if COUNTS_LAYER in a.layers:  # prepare works from the counts; do not hold a second copy in X
+            a.X = None
     spec = get_method(method)
     recipe = spec.prep_for(len(slices)).replace(n_top_genes=n_top_genes, hvg_flavor=hvg_flavor, scale=scale)
     adata = prepare_group(slices, recipe, platform=platform, graph_kind=graph_kind, graph_k=graph_k,
@@ -117,26 +110,42 @@ def prepare_cmd(inputs: tuple[Path, ...], output: Path, method: str, platform: s
 
 
 @main.command("simulate")
-@click.option("--n-spots", type=click.IntRange(min=50), default=3000, show_default=True, help="Spots per slice.")
+@click.option("--n-spots", type=click.IntRange(min=50), default=3000, show_default=True,
+              help="Spots (bins, cells) per slice.")
 @click.option("--n-slices", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--n-domains", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--n-genes", type=click.IntRange(min=20), default=1000, show_default=True)
 @click.option("--pattern", type=click.Choice(["layers", "blobs"]), default="layers", show_default=True)
-@click.option("--layout", type=click.Choice(["visium", "scatter"]), default="visium", show_default=True)
+@click.option("--layout", type=click.Choice(["visium", "scatter", "cells", "square"]), default="visium",
+              show_default=True, help="Spot layout of h5ad slices (set by --format otherwise).")
+@click.option("--format", "fmt", type=click.Choice(["h5ad", "visium_hd", "xenium"]), default="h5ad",
+              show_default=True,
+              help="h5ad slices, or each slice as the instrument writes it: a Space Ranger >= 3 Visium HD "
+                   "folder (8 um bins, tissue_positions.parquet) or a Xenium output folder (cell_feature_matrix.h5, "
+                   "cells.parquet), plus <slice>_truth.csv; counts are streamed to disk (bounded memory).")
 @click.option("--batch-effect", type=click.FloatRange(min=0), default=0.3, show_default=True)
-@click.option("--image/--no-image", default=False, show_default=True, help="Write an H&E-like image per slice.")
+@click.option("--image/--no-image", default=False, show_default=True,
+              help="Write an H&E-like image per slice (h5ad only).")
 @click.option("--group", default="group1", show_default=True, help="Group of all simulated slices.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="random_state of the simulation.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@threads_option
-def simulate_cmd(n_spots, n_slices, n_domains, n_genes, pattern, layout, batch_effect, image, group, seed,
-                 out_dir) -> None:
-    """Write synthetic slices with known domains, images and a ready samplesheet.csv to OUT."""
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads for BLAS and for sampling the counts (the result does not depend on it) "
+                   "[default: BLAS uncapped, one sampling thread].")
+def simulate_cmd(n_spots, n_slices, n_domains, n_genes, pattern, layout, fmt, batch_effect, image, group, seed,
+                 out_dir, threads) -> None:
+    """Write synthetic slices with known domains (h5ad or instrument folders) and a ready samplesheet.csv to OUT."""
     from ..synthetic import simulate_to_dir
+    from ._base import set_threads
 
+    if threads:  # as --threads of the other commands: set only when asked (numba fixes it once)
+        set_threads(threads)
+    if fmt != "h5ad" and image:
+        raise click.BadParameter("images are written for --format h5ad only", param_hint="--image")
+    extra = {} if fmt != "h5ad" else {"layout": layout, "image": image}
     sheet = simulate_to_dir(out_dir, n_spots=n_spots, n_slices=n_slices, n_domains=n_domains, n_genes=n_genes,
-                            image=image, seed=seed, pattern=pattern, layout=layout, batch_effect=batch_effect,
-                            group=group)
+                            random_state=seed, pattern=pattern, batch_effect=batch_effect, group=group, format=fmt,
+                            n_jobs=threads or 1, **extra)
     click.echo(str(sheet))
 
 
@@ -164,3 +173,25 @@ def evaluate_cmd(input_path: Path, output: Path, method: str, truth_key: str, ba
     slices = [str(c) for c in adata.obs[batch_key].astype("category").cat.categories] if batch_key in adata.obs else []
     metrics.update(method=method, seed=train_info.get("seed"), group=group or "+".join(slices), slices=slices)
     write_json_atomic(output, metrics)
+
+
+@main.command("to-spatialdata")
+@click.option("--clustered", "clustered", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, required=True,
+              help="A clustered .h5ad of the group (repeat for every method and seed).")
+@click.option("--image", "images", multiple=True, metavar="SLICE=PATH",
+              help="Full-resolution H&E of a slice (repeat per slice); else the slice's uns['spatial'] image.")
+@click.option("--output", "-o", "output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="SpatialData store to write (<group>.zarr; written to a temporary store, then renamed).")
+@threads_option
+def to_spatialdata_cmd(clustered: tuple[Path, ...], images: tuple[str, ...], output: Path) -> None:
+    """Write a group's domains (every method and seed), embeddings, spots and H&E as one SpatialData store."""
+    from ..io import write_group_spatialdata
+
+    pairs = {}
+    for item in images:
+        slice_id, sep, path = item.partition("=")
+        if not sep or not slice_id or not path:
+            raise click.BadParameter(f"{item!r}: expected SLICE=PATH", param_hint="--image")
+        pairs[slice_id] = Path(path)
+    write_group_spatialdata(clustered, output, images=pairs)

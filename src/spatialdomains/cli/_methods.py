@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from ._base import input_option, main, output_option, threads_option
+from ._base import input_option, main, output_option, read_slices, threads_option
 
 
-#: ``spatialdomains.cluster.METHODS`` (spelled out so that --help imports no numerical library; a test keeps
-#: the two equal)
+#: ``"auto"`` and ``spatialdomains.cluster.ALGORITHMS`` (spelled out so that --help imports no numerical
+#: library; a test keeps the two equal)
 CLUSTER_ALGORITHMS = ["auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine"]
 
 
@@ -27,7 +27,8 @@ def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
 def method_options(f):
     """Options shared by ``train`` and ``domains``."""
     f = click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-                     help="Method hyperparameter override (repeatable); `spatialdomains methods` lists them.")(f)
+                     help="Method hyperparameter override (repeatable); `spatialdomains methods` lists them. "
+                          "Keys renamed in 0.2 still work, with a deprecation message.")(f)
     f = click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")(f)
     f = click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs.")(f)
     f = click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")(f)
@@ -35,6 +36,8 @@ def method_options(f):
     f = click.option("--n-domains", type=click.IntRange(min=2), default=None,
                      help="Number of domains (else chosen by silhouette).")(f)
     f = click.option("--deterministic", is_flag=True, help="torch deterministic algorithms (slower on GPU).")(f)
+    f = click.option("--image-mode", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+                     help="STAIG and obsm['X_image']: auto = only if every slice's image carries its domains.")(f)
     return f
 
 
@@ -89,7 +92,7 @@ def methods_cmd() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @threads_option
 def train_cmd(input_path: Path, output: Path, method: str, n_domains, seed, device, epochs, lr, params, deterministic,
-              loss_csv, checkpoint, checkpoint_every, resume, no_progress) -> None:
+              image_mode, loss_csv, checkpoint, checkpoint_every, resume, no_progress) -> None:
     """Train a method on a prepared group and write its embedding."""
     import anndata as ad
 
@@ -97,9 +100,9 @@ def train_cmd(input_path: Path, output: Path, method: str, n_domains, seed, devi
     from ..tl import fit_method
 
     adata = ad.read_h5ad(input_path)
-    result = fit_method(adata, method, seed=seed, device=device, n_domains=n_domains, checkpoint=checkpoint,
+    result = fit_method(adata, method, random_state=seed, device=device, n_domains=n_domains, checkpoint=checkpoint,
                         checkpoint_every=checkpoint_every, resume=resume, deterministic=deterministic,
-                        progress=not no_progress, **_config(epochs, lr, params))
+                        progress=not no_progress, image_mode=image_mode, **_config(epochs, lr, params))
     if loss_csv:
         write_csv_atomic(result.history, loss_csv, index=False)
     write_h5ad_atomic(adata, output)
@@ -137,7 +140,7 @@ def cluster_cmd(input_path: Path, output: Path, method: str, n_domains, algorith
     if embedding_key(method) not in adata.obsm:
         raise InputError(f"{input_path}: obsm['{embedding_key(method)}'] is missing; run `spatialdomains train` first")
     cluster(adata, n_domains, use_rep=embedding_key(method), method=algorithm, refine=refine,
-            key_added=domain_key(method), k_range=(k_min, k_max), seed=seed)
+            key_added=domain_key(method), k_range=(k_min, k_max), random_state=seed)
     if domains_csv:
         cols = [c for c in (SLICE_KEY, domain_key(method)) if c in adata.obs]
         table = adata.obs[cols].rename(columns={domain_key(method): "domain"})
@@ -180,32 +183,25 @@ def consensus_cmd(inputs, method: str, group, domains_csv: Path, metrics_path: P
 @method_options
 @threads_option
 def domains_cmd(inputs, method, output, metrics_path, truth_key, platform, algorithm, refine, n_domains, seed,
-                device, epochs, lr, params, deterministic) -> None:
+                device, epochs, lr, params, deterministic, image_mode) -> None:
     """One shot: prepare -> train -> cluster -> evaluate on one or several raw slices (.h5ad)."""
-    import anndata as ad
     import numpy as np
 
-    from .._constants import SLICE_KEY, SPATIAL, TRUTH_KEY
+    from .._constants import TRUTH_KEY
     from .._utils import InputError, write_h5ad_atomic, write_json_atomic
     from ..tl import domains
 
-    slices = []
-    for path in inputs:
-        a = ad.read_h5ad(path)
-        if SPATIAL not in a.obsm:
-            raise InputError(f"{path}: obsm['spatial'] is missing")
-        if SLICE_KEY not in a.obs:
-            a.obs[SLICE_KEY] = path.stem
+    slices = read_slices(inputs, slice_from_file_name=True)
+    for path, a in zip(inputs, slices):
         if truth_key != TRUTH_KEY and truth_key in a.obs:
             a.obs[TRUTH_KEY] = a.obs[truth_key]
         elif truth_key not in a.obs and truth_key != TRUTH_KEY:
             raise InputError(f"{path}: truth column obs['{truth_key}'] not found")
-        slices.append(a)
     if platform is None:
         platform = "visium" if all("array_row" in a.obs for a in slices) else "other"
-    adata, metrics = domains(slices, method, n_domains=n_domains, seed=seed, device=device, platform=platform,
+    adata, metrics = domains(slices, method, n_domains=n_domains, random_state=seed, device=device, platform=platform,
                              cluster_method=algorithm, refine=refine, deterministic=deterministic,
-                             **_config(epochs, lr, params))
+                             image_mode=image_mode, **_config(epochs, lr, params))
     write_json_atomic(metrics_path, metrics)
     write_h5ad_atomic(adata, output)
     shown = {k: round(v, 4) for k, v in metrics.items() if k in ("ari", "nmi", "silhouette") and v is not None

@@ -20,8 +20,12 @@ Differences from the reference, on purpose:
   patches (:func:`recalibrate_batchnorm`); after a short run they are otherwise a stale average of a few
   augmented batches, which made features from random init unreliable (seed-dependent ARI 0.03-0.64 on a
   synthetic slice, 0.54-0.74 with recalibration).
-- Initial weights come from a file the user passes (e.g. torchvision's ``resnet50-0676ba61.pth``); nothing is
-  downloaded. Without one the backbone starts from random weights, with a warning.
+- Initial weights: ``"imagenet"`` (torchvision's ImageNet checkpoint through its weights API and cache,
+  downloaded once when online; see :mod:`._weights`) or a file the user passes (e.g. torchvision's
+  ``resnet50-0676ba61.pth``). Without either the backbone starts from random weights, with a warning.
+- Backbone, input size and number of steps default by device (:func:`auto_settings`): the reference's ResNet-50 at
+  256 px for one epoch on a GPU; a ResNet-18 at 64 px for at most 60 steps on a CPU, where the reference's setting
+  takes over an hour per Visium slice.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +43,12 @@ import torch.nn.functional as F
 
 from .. import _logging as logg
 from .._utils import InputError, seed_everything
+from ._progress import Progress, fmt_seconds
+from ._weights import fetch_imagenet_weights, imagenet_weights, is_imagenet
 
-__all__ = ["BYOL", "BACKBONES", "build_backbone", "load_backbone_weights", "byol_loss", "augment",
-           "train_byol", "embed", "patches_to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["BYOL", "BACKBONES", "AUTO_SETTINGS", "auto_settings", "backbone_of", "build_backbone",
+           "load_backbone_weights", "byol_loss", "augment", "train_byol", "embed", "patches_to_tensor",
+           "IMAGENET_MEAN", "IMAGENET_STD"]
 
 #: torchvision ResNets and the width of their pooled representation.
 BACKBONES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
@@ -54,24 +62,81 @@ CROP_SCALE, CROP_RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
 
 RANDOM_INIT_WARNING = (
     "no backbone weights given: {backbone} starts from random initialisation. Features of a randomly "
-    "initialised network trained briefly ({epochs} epoch(s) of BYOL) carry much less texture information than "
-    "ImageNet-initialised ones, which the reference uses; pass weights=/--weights with torchvision's ImageNet "
-    "checkpoint (e.g. resnet50-0676ba61.pth for resnet50) for image features comparable to the reference.")
+    "initialised network trained briefly ({steps} BYOL steps) carry much less texture information than "
+    "ImageNet-initialised ones, which the reference uses; pass weights='imagenet' (--weights imagenet, "
+    "--byol_weights imagenet) or a staged torchvision checkpoint for image features comparable to the reference.")
+
+#: What ``"auto"`` means per kind of device. GPU: the reference's ResNet-50 at 256 px, one epoch. CPU: a ResNet-18
+#: at 64 px for at most 60 steps of 32 patches -- on a DLPFC slice (3.6k spots, 2 cores) the reference's setting
+#: ran for over an hour, this one in minutes (docs/methods.md, "Image features on a CPU"). 64 px lose nothing the
+#: reference's filter keeps: its low-pass box passes at most 18 cycles per patch, below the 32 a 64 px grid holds.
+AUTO_SETTINGS = {
+    "cuda": {"backbone": "resnet50", "input_px": 256, "max_steps": None},
+    "cpu": {"backbone": "resnet18", "input_px": 64, "max_steps": 60},
+}
+#: Training steps timed before the estimate of the whole image step is logged (the first one carries start-up costs).
+WARMUP_STEPS = 2
+
+
+def device_kind(device) -> str:
+    """``"cuda"`` or ``"cpu"``: the device a run will train on (``"auto"``/``None``: CUDA when torch sees one).
+
+    Only classifies: a ``cuda`` request on a machine without a GPU is still ``"cuda"`` (the tile step plans for
+    the training task, which may run elsewhere)."""
+    if device is None or str(device) == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if str(device).startswith("cuda") else "cpu"
+
+
+def auto_settings(device=None, *, backbone: str = "auto", input_px: int | str = "auto",
+                  max_steps: int | str | None = "auto") -> dict:
+    """Resolve ``"auto"`` backbone, network input side and BYOL step cap for ``device`` (see :data:`AUTO_SETTINGS`).
+
+    Returns ``{"backbone", "input_px", "max_steps", "device_kind", "auto": [names that were "auto"]}``; explicit
+    values pass through (validated).
+    """
+    kind = device_kind(device)
+    chosen = AUTO_SETTINGS[kind]
+    out: dict = {"device_kind": kind, "auto": []}
+    for name, value in (("backbone", backbone), ("input_px", input_px), ("max_steps", max_steps)):
+        if isinstance(value, str) and value == "auto":
+            value = chosen[name]
+            out["auto"].append(name)
+        out[name] = value
+    if out["backbone"] not in BACKBONES:
+        raise InputError(f"unknown backbone {out['backbone']!r}; choose one of auto, {', '.join(BACKBONES)}")
+    try:
+        out["input_px"] = int(out["input_px"])
+        out["max_steps"] = None if out["max_steps"] is None else int(out["max_steps"])
+    except (TypeError, ValueError):
+        raise InputError(f"input_px and max_steps must be integers or 'auto' (got {input_px!r}, {max_steps!r})") from None
+    if out["input_px"] < 16 or (out["max_steps"] is not None and out["max_steps"] < 1):
+        raise InputError(f"input_px must be >= 16 and max_steps >= 1 (got {out['input_px']}, {out['max_steps']})")
+    return out
 
 
 # --- backbone --------------------------------------------------------------------------------------
 def build_backbone(name: str = "resnet50", weights: str | os.PathLike | None = None):
     """A torchvision ResNet with ``fc`` replaced by identity: ``(B, 3, H, W) -> (B, D)`` pooled features.
 
-    ``weights``: a state_dict file (torchvision checkpoint or a saved ``state_dict``); ``None`` = random init.
+    ``weights``: ``"imagenet"`` (torchvision's ImageNet checkpoint, from its cache or downloaded; see
+    :func:`fetch_imagenet_weights`), a state_dict file (torchvision checkpoint or a saved ``state_dict``), or
+    ``None`` = random init.
     """
     import torchvision
 
     if name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
-    model = getattr(torchvision.models, name)(weights=None)
+    if is_imagenet(weights):
+        path = fetch_imagenet_weights(name)
+        model = getattr(torchvision.models, name)(weights=imagenet_weights(name), progress=False)
+        logg.info(f"loaded torchvision's ImageNet weights for {name} from {path}")
+    else:
+        model = getattr(torchvision.models, name)(weights=None)
     model.fc = nn.Identity()
-    if weights is not None:
+    if weights is not None and not is_imagenet(weights):
         load_backbone_weights(model, weights, name=name)
     return model
 
@@ -92,13 +157,8 @@ def _unwrap_state_dict(obj) -> dict:
     raise ValueError("no tensor state_dict found")
 
 
-def load_backbone_weights(model, path: str | os.PathLike, *, name: str = "backbone") -> None:
-    """Load a state_dict file into ``model`` after checking that its keys and shapes fit.
-
-    Accepts a plain state_dict or one nested under 'state_dict'/'model'; strips a 'module.' prefix and ignores
-    the classification head ('fc.*'). Raises :class:`InputError` naming the file otherwise.
-    """
-    path = Path(path)
+def _read_state_dict(path: Path) -> dict:
+    """The tensors of a weights file, without a 'module.' prefix and the classification head ('fc.*')."""
     if not path.is_file():
         raise InputError(f"weights file {path} does not exist")
     try:
@@ -108,7 +168,35 @@ def load_backbone_weights(model, path: str | os.PathLike, *, name: str = "backbo
         raise InputError(f"could not read weights file {path} as a torch state_dict: {type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''}") from err
     state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def backbone_of(path: str | os.PathLike) -> str | None:
+    """The torchvision ResNet whose tensors a weights file holds (names and shapes), or ``None``.
+
+    Lets ``backbone="auto"`` follow a staged checkpoint (``resnet50-0676ba61.pth`` -> resnet50 on any device)."""
+    import torchvision
+
+    def shapes(state: dict) -> dict:
+        return {k: tuple(v.shape) for k, v in state.items()
+                if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+
+    held = shapes(_read_state_dict(Path(path)))
+    for name in BACKBONES:
+        with torch.device("meta"):  # shapes only, nothing allocated
+            if shapes(getattr(torchvision.models, name)(weights=None).state_dict()) == held:
+                return name
+    return None
+
+
+def load_backbone_weights(model, path: str | os.PathLike, *, name: str = "backbone") -> None:
+    """Load a state_dict file into ``model`` after checking that its keys and shapes fit.
+
+    Accepts a plain state_dict or one nested under 'state_dict'/'model'; strips a 'module.' prefix and ignores
+    the classification head ('fc.*'). Raises :class:`InputError` naming the file otherwise.
+    """
+    path = Path(path)
+    state = _read_state_dict(path)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
@@ -380,13 +468,14 @@ def augment(x, generator):
 def _resolve_device(device):
     from ..train import resolve_device
 
-    return resolve_device("auto" if device is None else device)
+    return resolve_device("auto" if device is None else str(device))
 
 
-def train_byol(patches: np.ndarray, *, backbone: str = "resnet50", weights: str | os.PathLike | None = None,
-               epochs: int = 1, batch_size: int = 32, lr: float = 3e-4, input_px: int = 256, seed: int = 0,
+def train_byol(patches: np.ndarray, *, backbone: str = "auto", weights: str | os.PathLike | None = None,
+               epochs: int = 1, batch_size: int = 32, lr: float = 3e-4, input_px: int | str = "auto", seed: int = 0,
                device: str | None = None, projection_dim: int = 256, hidden_dim: int = 4096,
-               ema_decay: float = 0.99, max_steps: int | None = None, progress: bool = True):
+               ema_decay: float = 0.99, max_steps: int | str | None = "auto", progress: bool = True,
+               inference_patches: int = 0):
     """Train BYOL on ``patches`` and return the model (its ``online_encoder`` gives the features).
 
     Parameters
@@ -394,39 +483,46 @@ def train_byol(patches: np.ndarray, *, backbone: str = "resnet50", weights: str 
     patches
         ``(N, p, p)`` grey or ``(N, p, p, 3)`` RGB uint8 patches (a memmap is read batch by batch).
     backbone
-        'resnet50' (reference, 2048-d) or 'resnet18' (512-d, fast, for tests/CPU), 'resnet34', 'resnet101'.
+        'auto' (by device, :func:`auto_settings`: resnet50 on a GPU, resnet18 on a CPU), 'resnet50' (reference,
+        2048-d), 'resnet18' (512-d), 'resnet34', 'resnet101'.
     weights
-        State_dict file to start from (e.g. torchvision's ``resnet50-0676ba61.pth``). ``None``: random init, with
-        a warning (much weaker features).
+        'imagenet' (torchvision's ImageNet checkpoint through its cache; downloaded when online), a state_dict
+        file to start from (e.g. a staged ``resnet50-0676ba61.pth``), or ``None``: random init, with a warning
+        (much weaker features).
     epochs
-        Passes over the patches (reference notebook: 1).
+        Passes over the patches (reference notebook: 1), capped by ``max_steps``.
     batch_size, lr
         Adam mini-batches (reference: 43 / 3e-4); a last batch of one patch is skipped (BatchNorm needs 2).
     input_px
-        Network input side: patches are resized to it (reference: 256) before augmentation.
+        Network input side: patches are resized to it before augmentation. 'auto': 256 (the reference) on a GPU,
+        64 on a CPU.
     seed
         Seeds initialisation, shuffling and augmentation.
     device
         'auto'/None (CUDA when present), 'cpu', 'cuda[:N]'.
     max_steps
-        Stop after this many optimiser steps (tests, smoke runs).
+        Stop after this many optimiser steps; 'auto': no cap on a GPU, 60 on a CPU; ``None``: no cap.
+    progress
+        Log a progress line every tenth of the steps, and after :data:`WARMUP_STEPS` timed steps one line with
+        the expected time of the rest (training plus ``inference_patches`` patches of inference afterwards).
 
     Returns
     -------
-    The ``BYOL`` module (eval mode) with ``history`` (DataFrame: step, epoch, loss, seconds) and ``input_px``.
+    The ``BYOL`` module (eval mode) with ``history`` (DataFrame: step, epoch, loss, seconds), ``input_px`` and
+    ``settings`` (the resolved backbone, input_px, max_steps, device).
     """
     from ..train import TrainOptions, run_training
 
     n = len(patches)
     if n < 2:
         raise InputError(f"BYOL needs at least 2 patches, got {n}")
-    if epochs < 1 or batch_size < 2 or (max_steps is not None and max_steps < 1):
+    if epochs < 1 or batch_size < 2 or (isinstance(max_steps, int) and max_steps < 1):
         raise InputError(f"epochs and max_steps must be >= 1 and batch_size >= 2 (got {epochs}, {max_steps}, "
                          f"{batch_size})")
     dev = _resolve_device(device)
+    settings = auto_settings(dev, backbone=backbone, input_px=input_px, max_steps=max_steps)
+    backbone, input_px, max_steps = settings["backbone"], settings["input_px"], settings["max_steps"]
     seed_everything(seed)
-    if weights is None:
-        logg.warning(RANDOM_INIT_WARNING.format(backbone=backbone, epochs=epochs))
     net = build_backbone(backbone, weights)
     model = BYOL(net, BACKBONES[backbone], projection_dim=projection_dim, hidden_dim=hidden_dim,
                  ema_decay=ema_decay).to(dev, torch.float32)
@@ -436,12 +532,21 @@ def train_byol(patches: np.ndarray, *, backbone: str = "resnet50", weights: str 
     bs = min(batch_size, n)
     per_epoch = n // bs + (1 if n % bs >= 2 else 0)
     total = epochs * per_epoch if max_steps is None else min(int(max_steps), epochs * per_epoch)
+    if weights is None:
+        logg.warning(RANDOM_INIT_WARNING.format(backbone=backbone, steps=total))
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(seed))
     order: dict[int, np.ndarray] = {}
     meta: list[int] = []
+    bar = Progress(total, "BYOL", "step") if progress else None
+    starts: list[float] = []
 
-    def step(k: int) -> dict:
+    def step(k: int, _batch: int = 0) -> dict:  # one optimiser step per run_training 'epoch'
+        starts.append(time.perf_counter())
+        if bar is not None:
+            bar.update(k)
+            if k == WARMUP_STEPS and total > WARMUP_STEPS:
+                _log_estimate(model, patches, k, starts, total, inference_patches, dev)
         if k > 0:
             model.update_target()  # EMA after the previous optimiser step
         epoch, b = divmod(k, per_epoch)
@@ -454,23 +559,42 @@ def train_byol(patches: np.ndarray, *, backbone: str = "resnet50", weights: str 
         meta.append(epoch)
         return {"loss": byol_loss(*model.views(v1, v2))}
 
-    start = logg.info(f"training BYOL ({backbone}, {n} patches, {epochs} epoch(s), {total} steps, batch {bs}, "
+    capped = f", capped at {max_steps} steps" if max_steps is not None and max_steps < epochs * per_epoch else ""
+    start = logg.info(f"training BYOL ({backbone}, {n} patches, {epochs} epoch(s){capped}, {total} steps, batch {bs}, "
                       f"{input_px} px) on {dev}")
-    history = run_training(model, opt, step, TrainOptions(epochs=total, progress=progress, log_every=0),
-                           name="BYOL")
+    history = run_training(model, opt, step, TrainOptions(epochs=total, progress=False, log_every=0), name="BYOL")
+    if bar is not None:
+        bar.update(total)
     model.update_target()
     model.eval()
     history = history.rename(columns={"epoch": "step"})
     history["epoch"] = meta[:len(history)]
     model.history = history
+    model.settings = {**settings, "device": str(dev), "steps": total, "batch_size": bs}
     rate = total * bs * 2 / max(1e-9, float(history["seconds"].sum())) if total else float("nan")
     logg.info("finished BYOL", time=start, deep=f"{rate:.1f} views/s, final loss "
               f"{float(history['loss'].iloc[-1]) if len(history) else float('nan'):.4f}")
     return model
 
 
+def _log_estimate(model, patches, done: int, starts: list[float], total: int, inference_patches: int, dev) -> None:
+    """One line: the expected time of the rest of the image step, from the timed steps and one inference batch."""
+    per_step = starts[-1] - starts[-2]  # the last complete step (the first one carries start-up costs)
+    per_patch = 0.0
+    if inference_patches:
+        batch = patches[:min(len(patches), 64)]
+        t0 = time.perf_counter()
+        embed(model, batch, batch_size=len(batch), device=dev, progress=False)
+        per_patch = (time.perf_counter() - t0) / len(batch)
+    rest = (total - done) * per_step + inference_patches * per_patch
+    infer = (f", then {inference_patches} patches of inference at {1 / max(per_patch, 1e-9):.0f}/s"
+             if inference_patches else "")
+    logg.info(f"estimate: image features need ~{fmt_seconds(rest)} more on {dev} ({total - done} BYOL steps at "
+              f"{per_step:.2f} s{infer}; timed on the first {done} steps)")
+
+
 def recalibrate_batchnorm(model, patches: np.ndarray, batch_size: int = 64, *, input_px: int | None = None,
-                          device: str | None = None) -> None:
+                          device: str | None = None, progress: bool = True) -> None:
     """Re-estimate the encoder's BatchNorm running statistics on ``patches`` (inference preprocessing).
 
     After a short BYOL run the running statistics are a stale moving average of a few augmented batches
@@ -489,19 +613,22 @@ def recalibrate_batchnorm(model, patches: np.ndarray, batch_size: int = 64, *, i
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the pass
     encoder.train()
+    bar = Progress(len(patches), "BatchNorm statistics", "patch") if progress else None
     with torch.no_grad():
         for s in range(0, len(patches), batch_size):
             chunk = patches[s:s + batch_size]
             if len(chunk) < 2:
                 break
             encoder(_normalise(patches_to_tensor(chunk, input_px, dev)))
+            if bar is not None:
+                bar.update(s + len(chunk))
     for m, mom in zip(bns, saved):
         m.momentum = mom
     encoder.train(was_training)
 
 
 def embed(model, patches: np.ndarray, batch_size: int = 64, *, input_px: int | None = None,
-          device: str | None = None) -> np.ndarray:
+          device: str | None = None, progress: bool = True) -> np.ndarray:
     """Online-encoder representations ``(N, D)`` float32 of ``patches``, in batches.
 
     Inputs get exactly the training preprocessing minus augmentation: resize to the model's ``input_px`` and
@@ -514,10 +641,13 @@ def embed(model, patches: np.ndarray, batch_size: int = 64, *, input_px: int | N
     was_training = encoder.training
     encoder.eval()
     chunks = []
+    bar = Progress(len(patches), "embedding", "patch") if progress else None
     with torch.no_grad():
         for s in range(0, len(patches), batch_size):
             x = _normalise(patches_to_tensor(patches[s:s + batch_size], input_px, dev))
             chunks.append(encoder(x).float().flatten(1).cpu().numpy())
+            if bar is not None:
+                bar.update(s + len(x))
     encoder.train(was_training)
     if not chunks:
         return np.zeros((0, 0), dtype=np.float32)

@@ -12,6 +12,7 @@ import numpy as np
 from .. import _logging as logg
 from .._constants import IMAGE_FEATURES, SLICE_KEY, SPATIAL
 from .._utils import InputError, record
+from ._progress import Progress, fmt_seconds
 
 __all__ = ["image_features", "pca_features", "filtered_tiles"]
 
@@ -54,19 +55,25 @@ def _alloc(shape: tuple, dtype, tmpdir: str | None):
 
 
 def filtered_tiles(adata, image=None, *, library_id: str | None = None, scale: str | float = "auto",
-                   size_factor: float = 3.5, patch_px: int = 512, pad: str = "reflect", pad_value: int = 255,
+                   size_factor: float = 3.5, patch_px: int | str = "auto", pad: str = "reflect", pad_value: int = 255,
                    diameter: float | None = None, filter: str = "lowpass_box",  # noqa: A002 - the CLI's name
-                   out=None, chunk_size: int = 128) -> np.ndarray:
+                   out=None, chunk_size: int = 128, progress: bool = True) -> np.ndarray:
     """Cut and filter every spot's patch chunk by chunk (the unfiltered RGB stack is never held whole).
 
     Returns ``(N, p, p)`` uint8 grey for 'lowpass_box', ``(N, p, p, 3)`` uint8 RGB for 'none'. ``out``: an
-    array/memmap of that shape to fill (default: a new array).
+    array/memmap of that shape to fill (default: a new array). ``patch_px``: cut tiles at the side the network is
+    trained at ('auto': :func:`auto_settings` of this machine); larger tiles cost time and disk and are resized down
+    before training anyway.
+    ``progress``: a log line every tenth of the patches, the first one with the expected total time.
     """
+    from ._byol import auto_settings
     from ._filters import FILTERS, frequency_filter
     from ._tiles import iter_patches
 
     if filter not in FILTERS:
         raise InputError(f"unknown filter {filter!r}; choose one of {FILTERS}")
+    if patch_px == "auto":
+        patch_px = auto_settings(None)["input_px"]
     shape = (adata.n_obs, patch_px, patch_px) + ((3,) if filter == "none" else ())
     if out is None:
         out = np.empty(shape, dtype=np.uint8)
@@ -75,6 +82,8 @@ def filtered_tiles(adata, image=None, *, library_id: str | None = None, scale: s
     start = logg.info(f"cutting and filtering {adata.n_obs} patches ({size_factor:g} x fiducial diameter -> "
                       f"{patch_px} px, filter {filter})")
     t_cut = t_filter = 0.0
+    bar = Progress(adata.n_obs, "tiles", "patch") if progress else None
+    done = 0
     t0 = time.perf_counter()
     for idx, patches in iter_patches(adata, image, library_id=library_id, size_factor=size_factor,
                                      patch_px=patch_px, scale=scale, pad=pad, pad_value=pad_value,
@@ -84,6 +93,12 @@ def filtered_tiles(adata, image=None, *, library_id: str | None = None, scale: s
         out[idx] = frequency_filter(patches, filter)
         t0 = time.perf_counter()
         t_filter += t0 - t1
+        if bar is not None:
+            if done == 0 and len(idx) < adata.n_obs:
+                logg.info(f"estimate: cutting {adata.n_obs} tiles takes ~{fmt_seconds((t0 - bar.start) * adata.n_obs / len(idx))}"
+                          f" (timed on the first {len(idx)})")
+            done += len(idx)
+            bar.update(done)
     logg.info("finished patches", time=start,
               deep=f"cut {adata.n_obs / max(t_cut, 1e-9):.0f} patches/s, filter {adata.n_obs / max(t_filter, 1e-9):.0f}"
                    " patches/s")
@@ -112,16 +127,17 @@ def image_features(
     library_id: str | None = None,
     scale: str | float = "auto",
     size_factor: float = 3.5,
-    patch_px: int = 512,
+    patch_px: int | str = "auto",
     pad: str = "reflect",
     diameter: float | None = None,
     filter: str = "lowpass_box",  # noqa: A002
-    backbone: str = "resnet50",
+    backbone: str = "auto",
     weights: str | os.PathLike | None = None,
     epochs: int = 1,
+    max_steps: int | str | None = "auto",
     batch_size: int = 32,
     lr: float = 3e-4,
-    input_px: int = 256,
+    input_px: int | str = "auto",
     n_components: int = 16,
     recalibrate_bn: bool = True,
     device: str | None = None,
@@ -142,10 +158,19 @@ def image_features(
     tiles
         Pre-computed filtered patches ``(n_obs, p, p[, 3])`` (e.g. from ``spatialdomains image-tiles``); the
         image, scale, size and filter arguments are then unused.
-    size_factor, patch_px, scale, pad, diameter, filter
+    size_factor, scale, pad, diameter, filter
         Patch extraction and filtering; see :func:`extract_patches` and :func:`frequency_filter`.
-    backbone, weights, epochs, batch_size, lr, input_px, device
-        BYOL; see :func:`train_byol`. ``weights=None`` trains from random init (warns: much weaker features).
+    patch_px
+        Side the patches are cut at; 'auto': ``input_px`` (the reference cut 512 px and resized to 256).
+    backbone, input_px, max_steps
+        'auto' chooses by device (:func:`auto_settings`): the reference's resnet50 at 256 px for one epoch on a
+        GPU, resnet18 at 64 px for at most 60 steps on a CPU. With ``tiles``, 'auto' ``input_px`` is the tiles'
+        side; with a weights file, 'auto' ``backbone`` is the file's architecture.
+    weights
+        'imagenet' (torchvision's ImageNet weights through its cache; checked, and downloaded when online,
+        before any tiling), a state_dict file, or ``None`` (random init; warns: much weaker features).
+    epochs, batch_size, lr, device
+        BYOL; see :func:`train_byol`.
     n_components
         PCA components (reference: 16 for one slice, 128 multi-slice, paper 64).
     recalibrate_bn
@@ -163,14 +188,31 @@ def image_features(
     Returns
     -------
     ``None`` (or the copy). Writes ``obsm[key_added]`` (float32, ``(n_obs, n_components)``) and
-    ``uns['spatialdomains']['image_features']`` (params, explained variance, BYOL final loss).
+    ``uns['spatialdomains']['image_features']`` (params as resolved, explained variance, BYOL final loss).
     """
-    from ._byol import embed, recalibrate_batchnorm, train_byol
+    from ._byol import _resolve_device, auto_settings, backbone_of, build_backbone, embed, recalibrate_batchnorm, train_byol
+    from ._weights import fetch_imagenet_weights, is_imagenet
 
     adata = adata.copy() if copy else adata
     if tiles is not None and len(tiles) != adata.n_obs:
         raise InputError(f"tiles hold {len(tiles)} patches but adata has {adata.n_obs} spots")
-    start = logg.info(f"computing image features ({backbone}, {epochs} epoch(s), PCA {n_components})")
+    dev = _resolve_device(device)
+    if tiles is not None and input_px == "auto":
+        input_px = int(tiles.shape[1])
+    if backbone == "auto" and weights is not None and not is_imagenet(weights):
+        backbone = backbone_of(weights) or "auto"  # a staged checkpoint decides the architecture
+    settings = auto_settings(dev, backbone=backbone, input_px=input_px, max_steps=max_steps)
+    backbone, input_px, max_steps = settings["backbone"], settings["input_px"], settings["max_steps"]
+    if patch_px == "auto":
+        patch_px = input_px
+    # Inputs that can fail are checked before any tiling or training
+    if is_imagenet(weights):
+        fetch_imagenet_weights(backbone)
+    elif weights is not None:
+        build_backbone(backbone, weights)
+    auto = [k for k in settings["auto"]]
+    start = logg.info(f"computing image features ({backbone} at {input_px} px on {dev}"
+                      f"{', chosen by device: ' + ', '.join(auto) if auto else ''}; PCA {n_components})")
     feats = np.zeros((adata.n_obs, n_components), dtype=np.float32)
     info: dict = {}
     q_min = n_components
@@ -185,8 +227,10 @@ def image_features(
             slice_tiles = filtered_tiles(sub, image, library_id=lib, scale=scale, size_factor=size_factor,
                                          patch_px=patch_px, pad=pad, diameter=diameter, filter=filter, out=buf)
         try:
-            model = train_byol(slice_tiles, backbone=backbone, weights=weights, epochs=epochs,
-                               batch_size=batch_size, lr=lr, input_px=input_px, seed=random_state, device=device)
+            passes = 2 if recalibrate_bn else 1
+            model = train_byol(slice_tiles, backbone=backbone, weights=weights, epochs=epochs, max_steps=max_steps,
+                               batch_size=batch_size, lr=lr, input_px=input_px, seed=random_state, device=dev,
+                               inference_patches=passes * len(slice_tiles))
             if recalibrate_bn:
                 recalibrate_batchnorm(model, slice_tiles, batch_size=max(batch_size, 64))
             emb = embed(model, slice_tiles, batch_size=max(batch_size, 64))
@@ -199,7 +243,8 @@ def image_features(
         feats[idx, :f.shape[1]] = f
         info[str(lib) if lib is not None else "all"] = {
             "explained_variance_ratio": evr, "byol_final_loss": float(model.history["loss"].iloc[-1]),
-            "byol_steps": len(model.history), "embedding_dim": int(emb.shape[1])}
+            "byol_steps": len(model.history), "embedding_dim": int(emb.shape[1]),
+            "byol_seconds": float(model.history["seconds"].sum())}
     adata.obsm[key_added] = feats[:, :q_min] if q_min < n_components else feats
     params = {
         "key_added": key_added, "tiles": tiles is not None,
@@ -207,7 +252,8 @@ def image_features(
         "library_id": library_id, "scale": scale, "size_factor": size_factor, "patch_px": patch_px, "pad": pad,
         "diameter": diameter, "filter": filter, "backbone": backbone,
         "weights": str(weights) if weights is not None else "random_init", "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "input_px": input_px, "n_components": int(q_min),
+        "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "input_px": input_px,
+        "device": str(dev), "chosen_by_device": auto, "n_components": int(q_min),
         "recalibrate_bn": recalibrate_bn,
         "pca_random_state": 42, "random_state": random_state, "per_slice": info,
     }

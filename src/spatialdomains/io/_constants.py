@@ -19,9 +19,11 @@ class Format:
     XENIUM = "xenium"  #: Xenium Onboard Analysis output dir
     COSMX = "cosmx"  #: CosMx flat files
     TABLE = "table"  #: counts table / MTX + coordinates table
+    SPATIALDATA = "spatialdata"  #: a SpatialData ``.zarr`` store (its table, coordinates and H&E image)
 
 
-FORMATS = (Format.VISIUM, Format.VISIUM_HD, Format.TENX_H5, Format.H5AD, Format.XENIUM, Format.COSMX, Format.TABLE)
+FORMATS = (Format.VISIUM, Format.VISIUM_HD, Format.TENX_H5, Format.H5AD, Format.XENIUM, Format.COSMX, Format.TABLE,
+           Format.SPATIALDATA)
 
 FORMAT_DESCRIPTION = {
     Format.VISIUM: "a Space Ranger Visium outs/ directory",
@@ -31,6 +33,7 @@ FORMAT_DESCRIPTION = {
     Format.XENIUM: "a Xenium output directory",
     Format.COSMX: "CosMx flat files",
     Format.TABLE: "a counts table + coordinates table",
+    Format.SPATIALDATA: "a SpatialData .zarr store",
 }
 
 #: Sample-sheet platforms that name one specific format; the others (stereoseq, slideseq, merfish,
@@ -42,7 +45,7 @@ PLATFORM_FORMAT = {
     "cosmx": Format.COSMX,
 }
 #: Formats any platform may come in (an h5ad or a table is fine for a Visium slice too).
-GENERIC_FORMATS = (Format.H5AD, Format.TABLE, Format.TENX_H5)
+GENERIC_FORMATS = (Format.H5AD, Format.TABLE, Format.TENX_H5, Format.SPATIALDATA)
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 H5AD_SUFFIX = ".h5ad"
@@ -244,6 +247,39 @@ COORD_FILE_TOKENS = ("coord", "spatial", "position", "location", "centroid", "ce
 COUNTS_FILE_TOKENS = ("count", "matrix", "expr", "cell_by_gene", "dge", "umi")
 #: largest number of values converted to a dense block at once when parsing a text table
 TABLE_CHUNK_VALUES = 20_000_000
+
+
+# --- SpatialData ------------------------------------------------------------------------------------
+ZARR_SUFFIX = ".zarr"
+#: files at the root of a zarr group (v3, then v2)
+ZARR_ROOT_FILES = ("zarr.json", ".zgroup")
+#: top-level groups of a SpatialData store; a store holds at least one
+SDATA_ELEMENT_GROUPS = ("images", "labels", "points", "shapes", "tables")
+
+
+class SdataKey:
+    """Names in the SpatialData stores we read and write."""
+
+    ATTRS = "spatialdata_attrs"  #: ``table.uns[ATTRS]``: ``region``, ``region_key``, ``instance_key``
+    REGION = "region"
+    REGION_KEY = "region_key"
+    INSTANCE_KEY = "instance_key"
+    TABLE = "table"  #: the table read when a store has several, and the one we write
+    GLOBAL = "global"  #: the usual coordinate system of single-slice stores
+    REGION_COLUMN = "region"  #: obs column naming each row's spots element (written)
+    INSTANCE_COLUMN = "instance_id"  #: obs column: the row's index in its spots element (written)
+    SPOTS = "{}_spots"  #: circles element of one slice (written)
+    IMAGE = "{}_image"  #: H&E image element of one slice (written)
+    CHANNELS = ("r", "g", "b")
+
+
+#: image element names that mark an H&E (lower case fragments), preferred over other RGB images
+SDATA_HE_TOKENS = ("he", "hne", "h&e", "histo", "full", "hires", "tissue")
+#: longest side of the image level copied into ``uns['spatial']`` by the SpatialData reader
+SDATA_MAX_IMAGE_SIDE = 4000
+#: pyramid of a full-resolution image written to a store: downscale factors, used above this many pixels a side
+SDATA_PYRAMID = (2, 2, 2, 2)
+SDATA_PYRAMID_MIN_SIDE = 4096
 
 
 # --- shared --------------------------------------------------------------------------------------

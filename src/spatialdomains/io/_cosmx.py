@@ -1,4 +1,12 @@
-"""NanoString CosMx SMI flat-file reader (expression matrix + cell metadata)."""
+"""NanoString CosMx SMI flat-file reader (expression matrix + cell metadata).
+
+Ours, not ``spatialdata_io.cosmx`` (0.7.1), because that reader requires files a flat-file export from
+AtoMx does not always carry (``*_fov_positions_file.csv``, the ``CellComposite/`` and ``CellLabels/``
+image folders, ``*_tx_file.csv`` unless transcripts are skipped, ``CenterX/Y_local_px``), matches the
+file names without ``.gz`` (AtoMx exports are gzipped), and loads the whole expression matrix as one
+dense frame. This reader needs the two tables only, reads them gzipped or not, parses the matrix in
+blocks (one dense block at a time) and names the file, column and line of a bad value.
+"""
 
 from __future__ import annotations
 

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .. import _logging as logg
-from .._constants import COUNTS_LAYER, SLICE_KEY, SPATIAL
+from .._constants import SLICE_KEY, SPATIAL
 from .._utils import InputError
 from ._constants import H5AD_SUFFIX, Format, Unit
-from ._utils import PathLike, as_counts_csr, check_unique, finalize, require_file
+from ._utils import PathLike, check_unique, finalize, require_file, use_raw_counts
 
 
 def read_h5ad(path: PathLike, *, library_id: str | None = None):
@@ -78,19 +77,7 @@ def read_h5ad(path: PathLike, *, library_id: str | None = None):
                          f"(index {i}; {int(bad.sum())} rows bad)")
     check_unique(adata.obs_names, file=path, what="obs name")
 
-    if COUNTS_LAYER in adata.layers:
-        source, counts = f"layers['{COUNTS_LAYER}']", adata.layers[COUNTS_LAYER]
-    elif adata.X is not None:
-        source, counts = "X", adata.X
-    else:
-        raise InputError(f"{path}: no counts (neither layers['{COUNTS_LAYER}'] nor X)")
-    counts = as_counts_csr(counts, file=path, obs_names=adata.obs_names, var_names=adata.var_names,
-                           where=f" in {source}")
-    if source == "X" and counts.nnz and not np.array_equal(counts.data, np.round(counts.data)):
-        logg.warning(f"{path}: X holds non-integer values and there is no layers['{COUNTS_LAYER}']; reading X as "
-                     "raw counts (store raw counts in layers['counts'] if X is normalised)")
-    details["counts_from"] = source
-    adata.X = counts if sp.issparse(counts) else sp.csr_matrix(counts)
+    details["counts_from"] = use_raw_counts(adata, file=path)
 
     slices = adata.obs[SLICE_KEY].astype(str).unique() if SLICE_KEY in adata.obs else []
     if len(slices) > 1:

@@ -28,6 +28,7 @@ from ._constants import (
 )
 from ._cosmx import read_cosmx
 from ._h5ad import read_h5ad
+from ._spatialdata import is_spatialdata_store, read_spatialdata
 from ._table import is_mtx_name, is_table_name, read_table
 from ._tenx import read_10x_h5, read_visium, read_visium_hd
 from ._utils import PathLike, archive_stem, extracted, first_line, is_archive, shown_path, table_sep
@@ -42,13 +43,14 @@ READERS = {
     Format.XENIUM: read_xenium,
     Format.COSMX: read_cosmx,
     Format.TABLE: read_table,
+    Format.SPATIALDATA: read_spatialdata,
 }
 
 _LAYOUTS = (
     "Space Ranger outs/ (filtered_feature_bc_matrix.h5 + spatial/), Visium HD binned_outputs/square_XXXum/, "
     "a 10x .h5 with spatial/ beside it, .h5ad, a Xenium dir (cell_feature_matrix.h5 + cells.parquet), CosMx "
     "flat files (*exprMat_file.csv + *metadata_file.csv), a counts table or matrix.mtx with a coordinates "
-    "table, or a .tar.gz of any of these directories"
+    "table, a SpatialData .zarr store, or a .tar.gz of any of these directories"
 )
 
 
@@ -69,7 +71,7 @@ def detect_format(path: PathLike) -> str:
     and ``*.mtx[.gz]`` -> ``table``. Directories: ``square_XXXum/``, a ``binned_outputs/`` inside (or
     inside ``outs/``), or ``spatial/tissue_positions.parquet`` -> ``visium_hd``; ``spatial/`` (directly
     or in ``outs/``) -> ``visium``; Xenium files -> ``xenium``; a ``*exprMat_file.csv`` -> ``cosmx``;
-    tables or MTX -> ``table``.
+    tables or MTX -> ``table``; a zarr group with SpatialData's element groups -> ``spatialdata``.
 
     Parameters
     ----------
@@ -78,7 +80,8 @@ def detect_format(path: PathLike) -> str:
 
     Returns
     -------
-    One of ``FORMATS``: ``visium``, ``visium_hd``, ``10x_h5``, ``h5ad``, ``xenium``, ``cosmx``, ``table``.
+    One of ``FORMATS``: ``visium``, ``visium_hd``, ``10x_h5``, ``h5ad``, ``xenium``, ``cosmx``, ``table``,
+    ``spatialdata``.
 
     Raises
     ------
@@ -103,6 +106,8 @@ def detect_format(path: PathLike) -> str:
         if is_table_name(name) or is_mtx_name(name):
             return Format.TABLE
         raise InputError(f"{path}: unrecognised file type; expected {_LAYOUTS}")
+    if is_spatialdata_store(path):
+        return Format.SPATIALDATA
     for d in (path, path / TenxFile.OUTS_DIR):
         if HD_SQUARE_RE.match(d.name) or (d / TenxFile.BINNED_DIR).is_dir() or d.name == TenxFile.BINNED_DIR \
                 or (d / TenxFile.SPATIAL_DIR / TenxFile.POSITIONS_PARQUET).is_file():
@@ -277,7 +282,7 @@ def read(path: PathLike, *, platform: str | None = None, truth: str | os.PathLik
     -----
     Files read: those of the format's reader (:func:`read_visium`, :func:`read_visium_hd`,
     :func:`read_10x_h5`, :func:`read_h5ad`, :func:`read_xenium`, :func:`read_cosmx`,
-    :func:`read_table`) and the truth file.
+    :func:`read_table`, :func:`read_spatialdata`) and the truth file.
     """
     platform = platform or None  # an empty sample-sheet cell means "not given"
     if platform is not None and platform not in PLATFORMS:

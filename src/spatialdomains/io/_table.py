@@ -1,7 +1,10 @@
 """Plain tables: a counts matrix (CSV/TSV or 10x-style MTX) plus a coordinates CSV.
 
 For Stereo-seq, Slide-seq, STARmap, MERFISH and any other export that boils down to "counts per
-barcode" and "x, y per barcode".
+barcode" and "x, y per barcode". A Vizgen MERSCOPE export is read here too (``cell_by_gene.csv`` and
+``cell_metadata.csv``, ``center_x``/``center_y`` in microns): ``spatialdata_io.merscope`` (0.7.1) needs
+the ``images/`` folder with ``micron_to_mosaic_pixel_transform.csv`` and the mosaic TIFFs, which the
+cell tables do not need.
 """
 
 from __future__ import annotations

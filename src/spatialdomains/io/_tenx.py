@@ -112,6 +112,30 @@ def inspect_10x_h5(path: Path) -> dict[str, Any]:
     return attrs
 
 
+def keep_gene_expression(adata, path: Path):
+    """Check the counts of a 10x matrix read from ``path`` and keep only its ``Gene Expression`` features.
+
+    Symbols go to ``var['gene_symbols']`` before ``var_names`` are made unique. Other feature types
+    leave their per-spot totals in ``obs['dropped_<type>_counts']``. Returns ``(adata, dropped)``.
+    """
+    adata.var[VarCol.GENE_SYMBOLS] = adata.var_names.astype(str)
+    adata.var_names_make_unique()
+    # every stored value is checked, also those of spots or features dropped below
+    adata.X = as_counts_csr(adata.X, file=path, obs_names=adata.obs_names, var_names=adata.var_names)
+    dropped: dict[str, dict] = {}
+    if VarCol.FEATURE_TYPES in adata.var:
+        ftypes = adata.var[VarCol.FEATURE_TYPES].astype(str).to_numpy()
+        groups = {slug(t): ftypes == t for t in pd.unique(ftypes) if t != TenxH5.GENE_EXPRESSION}
+        if groups and not (ftypes == TenxH5.GENE_EXPRESSION).any():
+            raise InputError(f"{path}: no '{TenxH5.GENE_EXPRESSION}' features (found types: "
+                             f"{sorted(set(ftypes))})")
+        adata, dropped = split_features(adata, groups)
+        if dropped:
+            logg.info(f"    removed {sum(d['n_features'] for d in dropped.values())} non gene-expression "
+                      f"features of {path.name} ({', '.join(dropped)}); per-spot totals kept in obs")
+    return adata, dropped
+
+
 def read_10x_counts(path: Path):
     """Read a 10x h5 with :func:`scanpy.read_10x_h5`; keep only ``Gene Expression`` features.
 
@@ -130,21 +154,7 @@ def read_10x_counts(path: Path):
         raise
     except Exception as e:  # scanpy raises bare Exception/ValueError on malformed files
         raise InputError(f"{path}: cannot be read as a 10x h5 ({e})") from e
-    adata.var[VarCol.GENE_SYMBOLS] = adata.var_names.astype(str)
-    adata.var_names_make_unique()
-    # every stored value is checked, also those of spots or features dropped below
-    adata.X = as_counts_csr(adata.X, file=path, obs_names=adata.obs_names, var_names=adata.var_names)
-    dropped: dict[str, dict] = {}
-    if VarCol.FEATURE_TYPES in adata.var:
-        ftypes = adata.var[VarCol.FEATURE_TYPES].astype(str).to_numpy()
-        groups = {slug(t): ftypes == t for t in pd.unique(ftypes) if t != TenxH5.GENE_EXPRESSION}
-        if groups and not (ftypes == TenxH5.GENE_EXPRESSION).any():
-            raise InputError(f"{path}: no '{TenxH5.GENE_EXPRESSION}' features (found types: "
-                             f"{sorted(set(ftypes))})")
-        adata, dropped = split_features(adata, groups)
-        if dropped:
-            logg.info(f"    removed {sum(d['n_features'] for d in dropped.values())} non gene-expression "
-                      f"features of {path.name} ({', '.join(dropped)}); per-spot totals kept in obs")
+    adata, dropped = keep_gene_expression(adata, path)
     return adata, attrs, dropped
 
 
@@ -227,6 +237,17 @@ def load_spatial_images(spatial_dir: Path) -> dict[str, np.ndarray]:
     return images
 
 
+def _check_spatial(h5: Path, spatial_dir: Path, *, hd: bool):
+    """The h5's attributes, positions file, scale factors and positions, checked before any counts are read."""
+    attrs = inspect_10x_h5(h5)
+    if not spatial_dir.is_dir():
+        raise InputError(f"{spatial_dir}: spatial/ directory not found (expected beside {h5.name}, holding a "
+                         f"tissue positions file and {TenxFile.SCALEFACTORS}; {_assumed_version(attrs, hd)})")
+    pos_path = find_positions(spatial_dir, attrs=attrs, hd=hd)
+    scalefactors = read_scalefactors(spatial_dir, attrs=attrs, hd=hd)
+    return attrs, pos_path, scalefactors, read_positions(pos_path)
+
+
 def _read_spaceranger(h5: Path, spatial_dir: Path, *, library_id: str | None, default_id: str,
                       load_images: bool, fmt: str, source: Path, hd: bool, metadata: dict[str, Any] | None = None,
                       archive: tuple[Path, Path] | None = None):
@@ -236,13 +257,7 @@ def _read_spaceranger(h5: Path, spatial_dir: Path, *, library_id: str | None, de
         return shown_path(p, archive[1] if archive is not None else None)
 
     start = logg.info(f"reading {fmt} from {source}")
-    attrs = inspect_10x_h5(h5)
-    if not spatial_dir.is_dir():
-        raise InputError(f"{spatial_dir}: spatial/ directory not found (expected beside {h5.name}, holding a "
-                         f"tissue positions file and {TenxFile.SCALEFACTORS}; {_assumed_version(attrs, hd)})")
-    pos_path = find_positions(spatial_dir, attrs=attrs, hd=hd)
-    scalefactors = read_scalefactors(spatial_dir, attrs=attrs, hd=hd)
-    positions = read_positions(pos_path)
+    attrs, pos_path, scalefactors, positions = _check_spatial(h5, spatial_dir, hd=hd)
     adata, attrs, dropped = read_10x_counts(h5)
     check_unique(adata.obs_names, file=h5)
 
@@ -499,6 +514,13 @@ def _read_hd_dir(path: Path, *, bin_size: int | None, library_id: str | None, lo
                  f"{TenxFile.FILTERED_H5} beside spatial/{TenxFile.POSITIONS_PARQUET}")
     sample = bin_dir.parent.parent if bin_dir.parent.name == TenxFile.BINNED_DIR else bin_dir
     default_id = archive_stem(archive[1]) if archive is not None else _default_id(sample)
+    # spatialdata-io reads the bins of a whole outs/ folder; ours the layouts it does not (see _visium_hd.py)
+    from ._visium_hd import read_hd_with_spatialdata_io
+
+    adata = read_hd_with_spatialdata_io(bin_dir, size=size, library_id=library_id, default_id=default_id,
+                                        load_images=load_images, archive=archive)
+    if adata is not None:
+        return adata
     return _read_spaceranger(h5, bin_dir / TenxFile.SPATIAL_DIR, library_id=library_id, default_id=default_id,
                              load_images=load_images, fmt=Format.VISIUM_HD, source=bin_dir, hd=True,
                              metadata={UnsSpatial.BIN_SIZE_UM: size}, archive=archive)

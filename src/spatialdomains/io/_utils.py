@@ -42,12 +42,6 @@ def require_file(path: Path, what: str, hint: str = "") -> Path:
     return path
 
 
-def require_exists(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise InputError(f"{path}: {what} not found")
-    return path
-
-
 def strip_gz(name: str) -> str:
     return name[: -len(GZ_SUFFIX)] if name.lower().endswith(GZ_SUFFIX) else name
 
@@ -252,6 +246,27 @@ def as_counts_csr(X, *, file: Path, obs_names: Sequence, var_names: Sequence, wh
             raise InputError(f"{file}: {problem} {data[i]:g}{where} for spot {obs_names[row]!r}, gene "
                              f"{var_names[col]!r}; readers expect raw counts >= 0")
     return X
+
+
+def use_raw_counts(adata, *, file: Path) -> str:
+    """Put the raw counts of an AnnData read from ``file`` in ``X`` (float32 CSR); return where they came from.
+
+    ``layers['counts']`` when present, else ``X`` (a warning says so when ``X`` holds non-integers).
+    Negative or non-finite values raise :class:`InputError` naming the spot and gene.
+    """
+    if COUNTS_LAYER in adata.layers:
+        source, counts = f"layers['{COUNTS_LAYER}']", adata.layers[COUNTS_LAYER]
+    elif adata.X is not None:
+        source, counts = "X", adata.X
+    else:
+        raise InputError(f"{file}: no counts (neither layers['{COUNTS_LAYER}'] nor X)")
+    counts = as_counts_csr(counts, file=file, obs_names=adata.obs_names, var_names=adata.var_names,
+                           where=f" in {source}")
+    if source == "X" and counts.nnz and not np.array_equal(counts.data, np.round(counts.data)):
+        logg.warning(f"{file}: X holds non-integer values and there is no layers['{COUNTS_LAYER}']; reading X as "
+                     "raw counts (store raw counts in layers['counts'] if X is normalised)")
+    adata.X = counts
+    return source
 
 
 def split_features(adata, groups: dict[str, np.ndarray]) -> tuple[Any, dict[str, dict]]:

@@ -1,4 +1,11 @@
-"""10x Xenium reader: cell-feature matrix + cell centroids (microns)."""
+"""10x Xenium reader: cell-feature matrix + cell centroids (microns).
+
+Ours, not ``spatialdata_io.xenium`` (0.7.1), because that reader opens ``cells.zarr.zip`` and
+``experiment.xenium`` unconditionally, reads only ``cells.parquet`` (not the ``cells.csv.gz`` of older
+Xenium Onboard Analysis outputs), and asserts that the cells table lists the matrix's cells in the same
+order (checked on a sample) instead of matching cell ids. This reader needs only the matrix and one cells
+table, matches ids (counting cells missing from either) and keeps ``experiment.xenium`` optional.
+"""
 
 from __future__ import annotations
 

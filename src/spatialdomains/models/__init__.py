@@ -1,6 +1,8 @@
 """The registry of methods: the only list of methods the library, CLI and pipeline know.
 
-Adding a method = one file in this package + one line in ``METHODS`` + its tests.
+Adding a method = one file in this package (config, modules, ``fit_<name>``, one ``register`` call),
+its name in the import list at the bottom, and its tests. Shared building blocks are in
+:mod:`spatialdomains.nn`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ class MethodSpec:
 
     name: str
     config_class: type  #: frozen dataclass of hyperparameters (defaults from the paper / spec)
-    fit: Callable[..., FitResult]  #: ``fit(adata, *, config, device=None, seed=0, ...) -> FitResult``
+    #: ``fit(adata, *, config, device=None, random_state=0, n_domains=None, train_options=None) -> FitResult``
+    fit: Callable[..., FitResult]
     prep: Any  #: ``spatialdomains.pp.PrepConfig`` with the method's preprocessing defaults
     description: str = ""
     prep_multi: Any = None  #: preprocessing for groups of several slices (default: ``prep``)
@@ -58,9 +61,4 @@ def get_method(name: str) -> MethodSpec:
 
 
 # Each method module registers itself on import.
-for _module in ("staig", "spotscape"):
-    try:
-        __import__(f"{__name__}.{_module}")
-    except ModuleNotFoundError as _err:  # not written yet
-        if _err.name != f"{__name__}.{_module}":
-            raise
+from . import spotscape, staig  # noqa: E402,F401

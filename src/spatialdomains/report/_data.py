@@ -23,11 +23,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.optimize import linear_sum_assignment
 
 from .. import _logging as logg
 from .._constants import COUNTS_LAYER, SLICE_KEY, SPATIAL, TRUTH_KEY, UNS_KEY, domain_key, embedding_key
 from .._utils import InputError
+from ..metrics import ari, cluster_mapping
 
 QC_COLUMNS = ("total_counts", "n_genes_by_counts", "pct_counts_mt")
 
@@ -154,6 +154,7 @@ def load_runs(path: str | os.PathLike, methods: Sequence[str] | None = None) -> 
                 "refine": clus.get("refine"),
                 "train_seconds": train.get("train_seconds"),
                 "device": train.get("device"),
+                "image_mode": uns.get("image_mode"),  # whether training used the image, per slice and why
             }
             runs.append(Run(method=m, seed=int(seed), path=path, obs_names=obs.index.astype(str).to_numpy(),
                             slices=slices, domains=obs[domain_key(m)].astype(str).to_numpy(), spatial=spatial,
@@ -162,7 +163,11 @@ def load_runs(path: str | os.PathLike, methods: Sequence[str] | None = None) -> 
 
 
 def read_lognorm(path: str | os.PathLike, genes: Sequence[str]) -> tuple[sparse.csr_matrix, list[str]]:
-    """Log-normalised expression (1e4 + log1p over every gene of the file) of ``genes`` present."""
+    """Log-normalised expression (1e4 + log1p over every gene of the file) of ``genes`` present.
+
+    The library sizes come from every gene, then only the requested columns are normalised: memory is
+    the counts as stored plus spots x ``len(genes)``, never a second copy of the whole matrix.
+    """
     import h5py
 
     from ..analysis import log_normalise
@@ -174,8 +179,7 @@ def read_lognorm(path: str | os.PathLike, genes: Sequence[str]) -> tuple[sparse.
         counts = _read_elem(f["layers"][COUNTS_LAYER])
     pos = {g: i for i, g in enumerate(var)}
     keep = [g for g in genes if g in pos]
-    X = log_normalise(counts)[:, [pos[g] for g in keep]]
-    return sparse.csr_matrix(X), keep
+    return log_normalise(counts, columns=[pos[g] for g in keep]), keep
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -291,33 +295,6 @@ def codes(labels: Sequence) -> tuple[np.ndarray, list[str]]:
     return order[inv.ravel()], cats
 
 
-def hungarian_map(ref: np.ndarray, other: np.ndarray, n_ref: int | None = None,
-                  n_other: int | None = None) -> np.ndarray:
-    """Map the clusters of ``other`` (codes) onto ``ref`` codes maximising overlap.
-
-    Returns ``mapping`` with ``mapping[c]`` = the ref code of ``other``'s cluster ``c``; clusters left
-    over get ``n_ref, n_ref + 1, ...`` in decreasing size.
-    """
-    n_ref = int(ref.max()) + 1 if n_ref is None else int(n_ref)
-    n_o = int(other.max()) + 1 if n_other is None else int(n_other)
-    cont = sparse.coo_matrix((np.ones(len(ref)), (other, ref)), shape=(n_o, n_ref)).toarray()
-    rows, cols = linear_sum_assignment(cont, maximize=True)
-    mapping = np.full(n_o, -1, dtype=np.int64)
-    for r, c in zip(rows, cols):
-        if cont[r, c] > 0:
-            mapping[r] = c
-    left = [c for c in np.argsort(-cont.sum(1), kind="stable") if mapping[c] < 0]
-    for j, c in enumerate(left):
-        mapping[c] = n_ref + j
-    return mapping
-
-
-def ari(a: Sequence, b: Sequence) -> float:
-    from ..metrics import ari as _ari
-
-    return _ari(a, b)
-
-
 def pairwise_ari(label_sets: Sequence[np.ndarray]) -> np.ndarray:
     n = len(label_sets)
     out = np.eye(n)
@@ -348,7 +325,7 @@ def consensus_labels(label_sets: Sequence[np.ndarray]) -> dict[str, Any]:
             aligned.append(ref_codes)
             continue
         c, _ = codes(lab)
-        mapping = hungarian_map(ref_codes, c, n_ref)
+        mapping = cluster_mapping(ref_codes, c, n_ref, require_overlap=True)
         extra = max(extra, int(mapping.max()) + 1 - n_ref)
         aligned.append(mapping[c])
     n_lab = n_ref + extra

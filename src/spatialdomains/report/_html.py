@@ -23,6 +23,7 @@ import pandas as pd
 
 from .. import _logging as logg
 from .._utils import InputError, package_version, write_csv_atomic, write_text_atomic
+from ..metrics import cluster_mapping, subsample_index
 from . import _plots as plots
 from ._data import (
     Run,
@@ -31,7 +32,6 @@ from ._data import (
     common_spots,
     consensus_labels,
     flatten,
-    hungarian_map,
     load_runs,
     pairwise_ari,
     read_csvs,
@@ -57,7 +57,7 @@ METRICS: list[tuple[str, str, bool]] = [
 ]
 #: metrics drawn in the method-comparison bars (all of them are in the tables)
 COMPARISON_METRICS = ("ari", "nmi", "ca", "silhouette", "davies_bouldin", "batch_kl", "ilisi", "kbet")
-DEG_SHOW = ["method", "seed", "domain", "rank", "gene", "log2fc", "pval_adj", "pct_in", "pct_out"]
+DEG_SHOW = ["method", "seed", "domain", "rank", "gene", "log2fc", "pval_adj", "pct_in", "pct_out", "n_in", "n_tested"]
 GO_SHOW = ["method", "seed", "domain", "term", "description", "n_hits", "set_size", "pval_adj", "genes"]
 
 
@@ -244,7 +244,7 @@ def report(
 
     def colour_codes(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[str, int]]]:
         c, cats = codes(labels)
-        mapping = hungarian_map(anchor[lab], c[lab], n_anchor, n_other=len(cats))
+        mapping = cluster_mapping(anchor[lab], c[lab], n_anchor, n_other=len(cats), require_overlap=True)
         return mapping[c], [(name, int(mapping[i])) for i, name in enumerate(cats)]
 
     coloured: dict[str, tuple[np.ndarray, list[tuple[str, int]]]] = {}
@@ -276,8 +276,7 @@ def report(
             ("seeds per method", ", ".join(f"{m}: {len(rs)}" for m, rs in by_method.items())),
             ("ground truth", "yes" if truth is not None else "no"),
         ],
-        "slices": table(["slice", "spots"], [[s, n_spots[s]] for s in slice_ids], tid="tbl-slices",
-                        searchable=False),
+        "slices": _slices_table(slice_ids, n_spots, runs),
         "runs": table(
             ["method", "seed", "domains", "clustering", "K chosen by", "train s", "device", "file"],
             [[r.method, r.seed, len(set(r.domains)), r.info.get("backend"), r.info.get("k_selection"),
@@ -358,9 +357,9 @@ def report(
         ref = rs[cons[m]["reference"]]
         if ref.embedding is None:
             continue
-        idx = plots.subsample(len(slices), umap_max_n, seed=0)
+        idx = subsample_index(len(slices), umap_max_n, 0)
         t0 = time.perf_counter()
-        xy = plots.umap_2d(ref.embedding[idx], seed=0)
+        xy = plots.umap_2d(ref.embedding[idx], random_state=0)
         logg.debug(f"UMAP of {ref.label} on {len(idx)} spots: {time.perf_counter() - t0:.1f} s")
         c, leg = coloured[ref.label]
         panels = [{"title": f"{ref.label} domains", "codes": c[idx], "legend": leg},
@@ -445,6 +444,28 @@ def report(
     return output
 
 
+def image_use_line(decision: Mapping[str, Any] | None, slice_id: str) -> str | None:
+    """"image used / not used, because ..." for one slice from ``uns['spatialdomains']['image_mode']``."""
+    if not decision:
+        return None
+    per = dict(decision.get("slices") or {}).get(slice_id) or {}
+    used = "image used" if decision.get("use_image") else "image not used"
+    why = per.get("reason") or decision.get("reason") or ""
+    if per.get("reason") and decision.get("reason") and per["reason"] != decision["reason"]:
+        why = f"{per['reason']}; {decision['reason']}"  # e.g. this slice is informative, another one is not
+    return f"{used}, because {why}" if why else used
+
+
+def _slices_table(slice_ids: Sequence[str], n_spots: Mapping[str, int], runs: Sequence[Run]):
+    """Spots per slice, and whether the image-aware method (STAIG) trained with each slice's image."""
+    decision = next((r.info.get("image_mode") for r in runs if r.info.get("image_mode")), None)
+    if decision is None:
+        return table(["slice", "spots"], [[s, n_spots[s]] for s in slice_ids], tid="tbl-slices", searchable=False)
+    return table(["slice", "spots", "H&E image (STAIG)"],
+                 [[s, n_spots[s], image_use_line(decision, s)] for s in slice_ids], tid="tbl-slices",
+                 searchable=False, numeric=[False, True, False])
+
+
 def render(ctx: Mapping[str, Any]) -> str:
     """Render the Jinja2 template ``templates/report.html`` with ``ctx``."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -465,7 +486,7 @@ def _guess_group(runs: Sequence[Run]) -> str:
 
 
 def _ari_lab(truth: np.ndarray, labels: np.ndarray) -> float:
-    from ._data import ari
+    from ..metrics import ari
 
     lab = np.array([t is not None for t in truth])
     return ari(truth[lab].astype(str), np.asarray(labels)[lab])

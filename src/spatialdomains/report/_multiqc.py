@@ -16,7 +16,8 @@ Files written to ``outdir`` (each only when its inputs are given):
     software versions ``{process: {tool: version}}`` merged from every versions YAML (MultiQC's
     "Software versions" section).
 ``workflow_summary_mqc.yaml``
-    the pipeline parameters as an HTML definition list (MultiQC's "Workflow summary" section).
+    the pipeline parameters as an HTML definition list: the section ``spatialdomains-spatialdomains-summary``
+    (``<org>-<pipeline>-summary``, the id nf-core lint expects last in ``report_section_order``).
 
 The section ids, titles, column formats and search patterns live in ``assets/multiqc_config.yml``;
 the files carry no header comments so that the config is the one place they are described.
@@ -41,6 +42,8 @@ SUMMARY_FILE = "spatialdomains_summary_mqc.tsv"
 ARI_FILE = "spatialdomains_ari_mqc.tsv"
 VERSIONS_FILE = "spatialdomains_mqc_versions.yml"
 SUMMARY_YAML = "workflow_summary_mqc.yaml"
+#: section id of the workflow summary: ``<org>-<pipeline>-summary`` of manifest.name, as nf-core lint checks it
+SUMMARY_SECTION = "spatialdomains-spatialdomains-summary"
 
 #: metric columns of the per-run table, in order
 METRIC_KEYS = ["n_domains", "n_spots", "ari", "nmi", "ca", "f1_macro", "silhouette", "davies_bouldin", "batch_kl",
@@ -155,7 +158,7 @@ def _workflow_summary(params: Mapping[str, Any]) -> str:
     import yaml
 
     doc = {
-        "id": "workflow_summary",
+        "id": SUMMARY_SECTION,
         "section_name": "spatialdomains workflow summary",
         "description": "Parameters this run of the pipeline used.",
         "plot_type": "html",

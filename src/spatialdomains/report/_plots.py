@@ -68,12 +68,6 @@ def to_png(fig, *, dpi: int = DPI, quantize: bool = True) -> bytes:
     return out.getvalue()
 
 
-def subsample(n: int, max_points: int | None = MAX_POINTS, seed: int = 0) -> np.ndarray:
-    if max_points is None or n <= max_points:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, int(max_points), replace=False))
-
-
 def _marker_size(n: int, ax_w_in: float, ax_h_in: float, fill: float = 0.55) -> float:
     """Scatter marker area (pt^2) so ``n`` points roughly tile ``fill`` of the axes."""
     area = ax_w_in * ax_h_in * 72.0 * 72.0 * fill
@@ -113,15 +107,19 @@ def domain_maps(
     """A grid of spatial scatter maps: one row per labelling, one column per slice.
 
     Each row is ``{"title": str, "codes": (N,) int colour index (-1 grey), "legend": [(name, code)]}``.
-    The y axis is inverted (image convention: row 0 at the top) and the aspect is equal.
+    The y axis is inverted (image convention: row 0 at the top) and the aspect is equal. Each slice
+    draws a seeded uniform subsample of at most ``max_points`` spots
+    (:func:`spatialdomains.metrics.subsample_index`), rasterised: the figure costs the same at 1M spots.
     """
+    from ..metrics import subsample_index
+
     plt = _plt()
     slice_ids = list(dict.fromkeys(slices.tolist()))
     n_r, n_c = len(rows), len(slice_ids)
     fig, axes = plt.subplots(n_r, n_c, figsize=(panel_in * n_c + 1.3, panel_in * n_r), squeeze=False)
     for c, sid in enumerate(slice_ids):
         m = np.flatnonzero(slices == sid)
-        keep = m[subsample(len(m), max_points, seed=c)]
+        keep = m[subsample_index(len(m), max_points, c)]
         xy = spatial[keep]
         s = _marker_size(len(keep), panel_in, panel_in)
         for r, row in enumerate(rows):
@@ -182,49 +180,29 @@ def embedding_panels(
     return to_png(fig, dpi=dpi)
 
 
-def umap_2d(X: np.ndarray, *, n_neighbors: int = 15, n_epochs: int = 200, seed: int = 0) -> np.ndarray:
-    """2-D UMAP of ``X`` (rows = spots): exact sklearn kNN, UMAP's fuzzy graph, umap-learn's layout.
+def umap_2d(X: np.ndarray, *, n_neighbors: int = 15, n_epochs: int = 200, random_state: int = 0) -> np.ndarray:
+    """2-D UMAP of ``X`` (rows = spots) with :class:`umap.UMAP` (spectral init, ``min_dist=0.1``).
 
-    The fuzzy simplicial set is built here with numpy (the same smooth-kNN calibration as
-    ``umap.umap_.fuzzy_simplicial_set``: ``sum_j exp(-(d_ij - rho_i) / sigma_i) = log2(k)``, then the
-    fuzzy union ``P + P^T - P o P^T``) because numba-compiling that step costs more than the whole
-    layout on small data; the layout is ``umap.umap_.simplicial_set_embedding`` (spectral init).
+    The neighbours are an exact sklearn kNN passed as ``precomputed_knn``, so umap-learn skips its
+    approximate NN-descent (and its numba compilation). Callers pass a subsample (the report: at most
+    ``umap_max_n`` spots).
     """
-    import scipy.sparse as sp
+    import warnings
+
     from sklearn.neighbors import NearestNeighbors
+    from umap import UMAP
 
     X = np.asarray(X, dtype=np.float32)
     n = X.shape[0]
     if n < 4:
         return np.zeros((n, 2))
     k = int(min(n_neighbors, n - 1))
-    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
-    d = dist[:, 1:]
-    nbr = idx[:, 1:]
-    rho = np.where(d > 0, d, np.inf).min(1, keepdims=True)
-    rho[~np.isfinite(rho)] = 0.0
-    target = np.log2(k)
-    lo = np.zeros((n, 1))
-    hi = np.full((n, 1), np.inf)
-    mid = np.ones((n, 1))
-    for _ in range(64):
-        psum = np.exp(-np.maximum(d - rho, 0.0) / mid).sum(1, keepdims=True)
-        too_big = psum > target
-        hi = np.where(too_big, mid, hi)
-        lo = np.where(too_big, lo, mid)
-        mid = np.where(np.isinf(hi), mid * 2.0, (lo + hi) / 2.0)
-    mean_d = d.mean()
-    mid = np.maximum(mid, 1e-3 * mean_d)
-    w = np.exp(-np.maximum(d - rho, 0.0) / mid)
-    P = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(n), k), nbr.ravel())), shape=(n, n))
-    G = (P + P.T - P.multiply(P.T)).tocoo()
-    from umap.umap_ import find_ab_params, simplicial_set_embedding
-
-    a, b = find_ab_params(1.0, 0.1)
-    emb, _ = simplicial_set_embedding(
-        X, G, 2, 1.0, a, b, 1.0, 5, n_epochs, "spectral", np.random.RandomState(seed), "euclidean", {}, False,
-        {}, False)
-    return np.asarray(emb)
+    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)  # the spot itself first, as umap expects
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state", small-data spectral notes
+        warnings.simplefilter("ignore")
+        reducer = UMAP(n_neighbors=k + 1, n_components=2, min_dist=0.1, n_epochs=n_epochs, init="spectral",
+                       random_state=random_state, precomputed_knn=(idx, dist.astype(np.float32), None))
+        return np.asarray(reducer.fit_transform(X))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -4,15 +4,17 @@ import time
 from typing import Any, Sequence
 
 from .. import _logging as logg
+from .._compat import renamed_kwarg
 from .._constants import TRUTH_KEY, domain_key, embedding_key
 
 
+@renamed_kwarg("seed", "random_state")
 def domains(
     slices: Sequence,
     method: str = "staig",
     *,
     n_domains: int | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     device: str | None = "auto",
     platform: str = "other",
     cluster_method: str = "auto",
@@ -23,6 +25,9 @@ def domains(
     **config,
 ):
     """Prepare -> train -> cluster -> evaluate in one call (several slices = joint integration).
+
+    ``random_state`` seeds training and clustering; ``**config`` goes to :func:`~spatialdomains.tl.fit_method`
+    (method hyperparameters, ``deterministic``, checkpoint options).
 
     Returns ``(adata, metrics)``: the prepared group with ``obsm['X_<method>']`` and
     ``obs['domain_<method>']``, and a dict of metrics plus the wall time of each stage.
@@ -43,14 +48,15 @@ def domains(
     timings["prepare_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    fit_method(adata, method, seed=seed, device=device, n_domains=n_domains, progress=progress, **config)
+    fit_method(adata, method, random_state=random_state, device=device, n_domains=n_domains, progress=progress,
+               **config)
     timings["train_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
     if refine is None:
         refine = len(slices) == 1
     cluster(adata, n_domains, use_rep=embedding_key(method), method=cluster_method, refine=refine,
-            key_added=domain_key(method), seed=seed)
+            key_added=domain_key(method), random_state=random_state)
     timings["cluster_seconds"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -58,7 +64,7 @@ def domains(
                        truth_key=truth_key if truth_key in adata.obs else None)
     timings["evaluate_seconds"] = time.perf_counter() - t
     metrics.update(timings)
-    metrics.update(method=method, seed=seed, n_spots=int(adata.n_obs), n_slices=len(slices))
+    metrics.update(method=method, seed=random_state, n_spots=int(adata.n_obs), n_slices=len(slices))
     logg.info(f"{method}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()
                                         if k in ("ari", "nmi", "silhouette") and v is not None))
     return adata, metrics

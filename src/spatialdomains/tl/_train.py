@@ -2,31 +2,56 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import _logging as logg
-from .._constants import SLICE_KEY, embedding_key
+from .._compat import renamed_kwarg
+from .._constants import IMAGE_FEATURES, SLICE_KEY, embedding_key
 from .._utils import InputError, record
 
 
 def parse_overrides(config_class: type, overrides: dict[str, Any] | None) -> Any:
     """Build ``config_class`` from its defaults plus ``overrides`` (strings are converted to the field type).
 
-    Unknown keys raise an ``InputError`` listing the valid ones.
+    Keys renamed since the previous release (``config_class.legacy_key(key, value)`` gives the current
+    name, ``"field[i]"`` for one element of a pair) are accepted with a deprecation warning. Unknown keys
+    raise an ``InputError`` listing the valid ones.
     """
     overrides = dict(overrides or {})
     fields = {f.name: f for f in dataclasses.fields(config_class)}
+    legacy = getattr(config_class, "legacy_key", None)
+    elements: dict[str, dict[int, Any]] = {}
+    for key in list(overrides):
+        new = legacy(key, overrides[key]) if legacy is not None else None
+        if new is None or new == key:
+            continue
+        value = overrides.pop(key)
+        message = (f"{config_class.__name__} parameter {key!r} is deprecated and will be removed in 0.3.0; "
+                   f"use {new.split('[')[0]!r}" + (f" (element {new[-2]} of the pair)" if "[" in new else ""))
+        logg.warning(message)
+        warnings.warn(message, FutureWarning, stacklevel=2)
+        if "[" in new:
+            elements.setdefault(new.split("[")[0], {})[int(new[-2])] = value
+        elif new in overrides:
+            raise InputError(f"parameter {key!r} (deprecated) and {new!r} were both given; keep {new!r}")
+        else:
+            overrides[new] = value
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise InputError(f"unknown {config_class.__name__} parameter(s) {unknown}; valid: {', '.join(sorted(fields))}")
     defaults = config_class()
     values = {}
     for key, value in overrides.items():
-        current = getattr(defaults, key)
-        values[key] = _coerce(key, value, current)
+        values[key] = _coerce(key, value, getattr(defaults, key))
+    for key, parts in elements.items():  # e.g. p_e1=0.2 -> edge_drop=(0.2, <given or default>[1])
+        pair = list(values.get(key, getattr(defaults, key)))
+        for index, value in parts.items():
+            pair[index] = _coerce(key, value, pair[index])
+        values[key] = type(getattr(defaults, key))(pair)
     return dataclasses.replace(defaults, **values)
 
 
@@ -62,6 +87,10 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
     return text
 
 
+#: Methods that read ``obsm['X_image']``; ``image_mode`` decides whether they see it.
+IMAGE_METHODS = ("staig",)
+
+
 def train(adata, method: str, *, copy: bool = False, **kwargs):
     """Train ``method`` on a prepared group and store its embedding (scanpy style).
 
@@ -72,8 +101,8 @@ def train(adata, method: str, *, copy: bool = False, **kwargs):
     method
         A name from :data:`spatialdomains.models.METHODS`.
     **kwargs
-        ``seed``, ``device``, ``n_domains``, checkpoint options, and overrides of the method's config
-        dataclass (e.g. ``epochs=200``); see :func:`fit_method`.
+        ``random_state``, ``device``, ``n_domains``, ``image_mode``, checkpoint options, and overrides of the method's
+        config dataclass (e.g. ``epochs=200``); see :func:`fit_method`.
 
     Returns
     -------
@@ -86,11 +115,12 @@ def train(adata, method: str, *, copy: bool = False, **kwargs):
     return adata if copy else None
 
 
+@renamed_kwarg("seed", "random_state")
 def fit_method(
     adata,
     method: str,
     *,
-    seed: int = 0,
+    random_state: int = 0,
     device: str | None = "auto",
     n_domains: int | None = None,
     checkpoint: str | Path | None = None,
@@ -99,11 +129,20 @@ def fit_method(
     deterministic: bool = False,
     progress: bool = True,
     key_added: str | None = None,
+    image_mode: str = "auto",
     **config,
 ):
-    """Train ``method`` on ``adata`` in place, write its slots (see :func:`train`) and return the FitResult."""
+    """Train ``method`` on ``adata`` in place, write its slots (see :func:`train`) and return the FitResult.
+
+    ``image_mode`` ('auto', 'on', 'off'), for methods that read ``obsm['X_image']`` (STAIG): 'auto' trains with
+    the image features only if every slice's image carries its domains
+    (:func:`spatialdomains.image.decide_image_mode`, recorded in ``uns['spatialdomains']['image_mode']``).
+
+    ``random_state`` seeds Python, NumPy and torch (inside the method's fit, once); ``deterministic``
+    turns on torch's deterministic algorithms; ``checkpoint``/``checkpoint_every``/``resume`` save and
+    restore everything a resumed run needs (it then equals an uninterrupted run).
+    """
     from ..models import get_method
-    from .._utils import seed_everything
     from ..train import TrainOptions
 
     spec = get_method(method)
@@ -112,13 +151,24 @@ def fit_method(
         raise InputError(f"need at least 3 spots to train {method}, got {adata.n_obs}")
     if not np.isfinite(np.asarray(adata.X[: min(adata.n_obs, 100000)].sum(1))).all():
         raise InputError("X holds NaN/inf values: run spatialdomains prepare on raw counts")
-    seed_everything(seed, deterministic=deterministic)
     options = TrainOptions(epochs=int(getattr(cfg, "epochs")), checkpoint=Path(checkpoint) if checkpoint else None,
-                           checkpoint_every=checkpoint_every, resume=resume, progress=progress)
+                           checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                           deterministic=deterministic)
     start = logg.info(f"training {method} on {adata.n_obs} spots x {adata.n_vars} features "
-                      f"({adata.obs[SLICE_KEY].nunique() if SLICE_KEY in adata.obs else 1} slice(s)), seed {seed}")
+                      f"({adata.obs[SLICE_KEY].nunique() if SLICE_KEY in adata.obs else 1} slice(s)), seed {random_state}")
+    hidden = None
+    if method in IMAGE_METHODS:
+        from ..image import decide_image_mode
+
+        if not decide_image_mode(adata, image_mode)["use_image"] and IMAGE_FEATURES in adata.obsm:
+            hidden = adata.obsm.pop(IMAGE_FEATURES)  # the model sees no image; the features stay in the output
     t0 = time.perf_counter()
-    result = spec.fit(adata, config=cfg, device=device, seed=seed, n_domains=n_domains, train_options=options)
+    try:
+        result = spec.fit(adata, config=cfg, device=device, random_state=random_state, n_domains=n_domains,
+                          train_options=options)
+    finally:
+        if hidden is not None:
+            adata.obsm[IMAGE_FEATURES] = hidden
     seconds = time.perf_counter() - t0
     key = key_added or embedding_key(method)
     adata.obsm[key] = np.asarray(result.embedding, dtype=np.float32)
@@ -127,7 +177,7 @@ def fit_method(
             adata.layers[f"{method}_imputed"] = np.asarray(value, dtype=np.float32)
     adata.uns.setdefault("spatialdomains", {})
     record(adata, f"train_{method}", {
-        "config": dataclasses.asdict(cfg), "seed": seed, "n_domains": n_domains, "train_seconds": seconds,
+        "config": dataclasses.asdict(cfg), "seed": random_state, "n_domains": n_domains, "train_seconds": seconds,
         **{k: v for k, v in result.info.items()},
     })
     adata.uns["spatialdomains"][f"train_{method}"]["history"] = {

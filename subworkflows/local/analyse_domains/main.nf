@@ -27,7 +27,7 @@ workflow ANALYSE_DOMAINS {
     //
     // Per group x method x seed: DEG per domain (Wilcoxon vs rest) and enrichment against the GMT
     //
-    SPATIALDOMAINS_ANALYSE(ch_clustered, gmt)
+    SPATIALDOMAINS_ANALYSE(ch_clustered.map { meta, h5ad -> [meta, h5ad, meta.method] }, gmt)
     ch_versions = ch_versions.mix(SPATIALDOMAINS_ANALYSE.out.versions)
 
     //

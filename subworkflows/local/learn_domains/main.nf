@@ -52,7 +52,7 @@ workflow LEARN_DOMAINS {
     ch_prepare_in = ch_groups
         .combine(channel.fromList(methods))
         .map { meta, h5ads, method ->
-            [meta + [id: "${meta.group}_${method}".toString(), method: method], h5ads]
+            [meta + [id: "${meta.group}_${method}".toString(), method: method], h5ads, method]
         }
     SPATIALDOMAINS_PREPARE(ch_prepare_in)
     ch_versions = ch_versions.mix(SPATIALDOMAINS_PREPARE.out.versions)
@@ -63,15 +63,15 @@ workflow LEARN_DOMAINS {
     ch_train_in = SPATIALDOMAINS_PREPARE.out.h5ad
         .combine(channel.fromList(seeds))
         .map { meta, h5ad, seed ->
-            [meta + [id: "${meta.group}_${meta.method}_s${seed}".toString(), seed: seed], h5ad]
+            [meta + [id: "${meta.group}_${meta.method}_s${seed}".toString(), seed: seed], h5ad, meta.method, seed]
         }
     SPATIALDOMAINS_TRAIN(ch_train_in)
     ch_versions = ch_versions.mix(SPATIALDOMAINS_TRAIN.out.versions)
 
-    SPATIALDOMAINS_CLUSTER(SPATIALDOMAINS_TRAIN.out.h5ad)
+    SPATIALDOMAINS_CLUSTER(SPATIALDOMAINS_TRAIN.out.h5ad.map { meta, h5ad -> [meta, h5ad, meta.method] })
     ch_versions = ch_versions.mix(SPATIALDOMAINS_CLUSTER.out.versions)
 
-    SPATIALDOMAINS_EVALUATE(SPATIALDOMAINS_CLUSTER.out.h5ad)
+    SPATIALDOMAINS_EVALUATE(SPATIALDOMAINS_CLUSTER.out.h5ad.map { meta, h5ad -> [meta, h5ad, meta.method] })
     ch_versions = ch_versions.mix(SPATIALDOMAINS_EVALUATE.out.versions)
 
     //
@@ -87,7 +87,7 @@ workflow LEARN_DOMAINS {
             .map { key, metas, h5ads ->
                 def runs = [metas, h5ads].transpose().sort { run -> run[0].id }
                 def meta = runs[0][0] + [id: "${runs[0][0].group}_${runs[0][0].method}_consensus".toString(), seed: 'consensus']
-                [meta, runs.collect { run -> run[1] }]
+                [meta, runs.collect { run -> run[1] }, meta.method]
             }
         SPATIALDOMAINS_CONSENSUS(ch_consensus_in)
         ch_consensus_json    = SPATIALDOMAINS_CONSENSUS.out.json

@@ -58,7 +58,7 @@ workflow PIPELINE_INITIALISATION {
     ch_sheet = channel.empty()
     ch_gmt   = channel.value(file("${projectDir}/assets/NO_FILE"))
     if (simulate) {
-        SPATIALDOMAINS_SIMULATE([id: 'synthetic', n_groups: sim_n_groups])
+        SPATIALDOMAINS_SIMULATE([id: 'synthetic'], sim_n_groups)
         ch_sheet    = SPATIALDOMAINS_SIMULATE.out.samplesheet.map { sheet -> [sheet, ''] }
         ch_gmt      = SPATIALDOMAINS_SIMULATE.out.gmt.first()
         ch_versions = ch_versions.mix(SPATIALDOMAINS_SIMULATE.out.versions)
@@ -155,7 +155,7 @@ def helpMessage(schema, show_hidden) {
     lines << '  nextflow run . -profile test --outdir results                       # bundled demo, CPU'
     lines << '  nextflow run . -profile singularity,gpu --input samplesheet.csv --outdir results'
     lines << ''
-    lines << 'Profiles: test, test_full, docker, podman, singularity, apptainer, gpu, slurm, awsbatch, google_batch'
+    lines << 'Profiles: test, test_full, docker, podman, singularity, apptainer, gpu, slurm, awsbatch, google_batch, k8s'
     schema['$defs'].each { key, group ->
         def props = group['properties'].findAll { name, prop -> show_hidden || !prop.hidden }
         if (!props) {
@@ -327,23 +327,6 @@ def softwareVersionsToJSON(ch_versions) {
                                               Nextflow: workflow.nextflow.version.toString()])
             groovy.json.JsonOutput.toJson(merged)
         }
-}
-
-//
-// The container every process ran in: the `# container:` line of its versions.yml -> `PROCESS: 'reference'`
-// ('none' without a container engine: tools from PATH)
-//
-def containersToYAML(ch_versions) {
-    return ch_versions
-        .unique()
-        .map { version ->
-            def text  = version.text
-            def found = (text =~ /(?m)^# container: (.*)$/)
-            def name  = new org.yaml.snakeyaml.Yaml().load(text).keySet()[0].tokenize(':')[-1]
-            found ? "${name}: '${found[0][1].trim()}'".toString() : null
-        }
-        .filter { line -> line }
-        .unique()
 }
 
 //

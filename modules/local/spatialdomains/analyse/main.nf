@@ -3,7 +3,7 @@ process SPATIALDOMAINS_ANALYSE {
     label 'process_low'
 
     input:
-    tuple val(meta), path(h5ad)    // one group x method x seed: clustered AnnData
+    tuple val(meta), path(h5ad), val(method)    // one group x method x seed: clustered AnnData, its method
     path gmt                       // gene sets (GMT) for the enrichment, or assets/NO_FILE (DEG only)
 
     output:
@@ -23,9 +23,7 @@ process SPATIALDOMAINS_ANALYSE {
 
     spatialdomains analyse \\
         -i ${h5ad} \\
-        --method ${meta.method} \\
-        --group ${meta.group} \\
-        --seed ${meta.seed} \\
+        --method ${method} \\
         ${sets} \\
         --deg-csv ${prefix}.deg.csv \\
         --plots-dir . \\
@@ -34,7 +32,6 @@ process SPATIALDOMAINS_ANALYSE {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -48,7 +45,6 @@ process SPATIALDOMAINS_ANALYSE {
     touch ${prefix}.deg.csv ${prefix}_volcano.png ${go}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

@@ -3,7 +3,7 @@ process SPATIALDOMAINS_CLUSTER {
     label 'process_low'
 
     input:
-    tuple val(meta), path(h5ad)
+    tuple val(meta), path(h5ad), val(method)    // trained AnnData, whose embedding obsm['X_<method>'] to cluster
 
     output:
     tuple val(meta), path("*.h5ad")       , emit: h5ad
@@ -16,21 +16,18 @@ process SPATIALDOMAINS_CLUSTER {
     script:
     def args      = task.ext.args ?: ''
     def prefix    = task.ext.prefix ?: "${meta.id}"
-    def n_domains = meta.n_domains ? "--n-domains ${meta.n_domains}" : ''
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
 
     spatialdomains cluster \\
         -i ${h5ad} \\
-        --method ${meta.method} \\
-        ${n_domains} \\
+        --method ${method} \\
         --threads ${task.cpus} \\
         --domains-csv ${prefix}.domains.csv \\
         -o ${prefix}.h5ad \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -44,7 +41,6 @@ process SPATIALDOMAINS_CLUSTER {
     touch ${prefix}.h5ad ${prefix}.domains.csv
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

@@ -25,7 +25,6 @@ process SPATIALDOMAINS_COLLECT_METRICS {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
     END_VERSIONS
@@ -37,7 +36,6 @@ process SPATIALDOMAINS_COLLECT_METRICS {
     touch ${prefix}.metrics.csv
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
     END_VERSIONS

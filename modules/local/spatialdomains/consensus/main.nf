@@ -3,7 +3,7 @@ process SPATIALDOMAINS_CONSENSUS {
     label 'process_single'
 
     input:
-    tuple val(meta), path(h5ads)    // every seed of one group x method, clustered, sorted by id
+    tuple val(meta), path(h5ads), val(method)    // every seed of one group x method, clustered, sorted by id; whose domains
 
     output:
     tuple val(meta), path("*.metrics.json"), emit: json
@@ -21,29 +21,28 @@ process SPATIALDOMAINS_CONSENSUS {
 
     spatialdomains consensus \\
         ${[h5ads].flatten().collect { "-i ${it}" }.join(' ')} \\
-        --method ${meta.method} \\
-        --group ${meta.group} \\
+        --method ${method} \\
         --domains-csv ${prefix}.domains.csv \\
         --metrics ${prefix}.metrics.json \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
+        python: \$(python3 --version | sed 's/Python //')
     END_VERSIONS
     """
 
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    echo '{"method": "${meta.method}", "seed": "consensus"}' > ${prefix}.metrics.json
+    echo '{"method": "${method}", "seed": "consensus"}' > ${prefix}.metrics.json
     touch ${prefix}.domains.csv
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
+        python: \$(python3 --version | sed 's/Python //')
     END_VERSIONS
     """
 }

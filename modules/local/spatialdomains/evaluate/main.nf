@@ -3,7 +3,7 @@ process SPATIALDOMAINS_EVALUATE {
     label 'process_low'
 
     input:
-    tuple val(meta), path(h5ad)
+    tuple val(meta), path(h5ad), val(method)    // clustered AnnData, whose domains obs['domain_<method>'] to score
 
     output:
     tuple val(meta), path("*.metrics.json"), emit: json
@@ -20,13 +20,11 @@ process SPATIALDOMAINS_EVALUATE {
 
     spatialdomains evaluate --threads ${task.cpus} \\
         -i ${h5ad} \\
-        --method ${meta.method} \\
-        --group ${meta.group} \\
+        --method ${method} \\
         -o ${prefix}.metrics.json \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -36,10 +34,9 @@ process SPATIALDOMAINS_EVALUATE {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    echo '{"method": "${meta.method}"}' > ${prefix}.metrics.json
+    echo '{"method": "${method}"}' > ${prefix}.metrics.json
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

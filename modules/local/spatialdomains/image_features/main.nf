@@ -21,7 +21,10 @@ process SPATIALDOMAINS_IMAGE_FEATURES {
     // One module for both: CPU unless -profile gpu gave the task an accelerator
     def device   = task.accelerator ? 'cuda' : 'cpu'
     """
-    export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba" TORCH_HOME="\$PWD/.cache/torch"
+    # --weights imagenet: torchvision's cache in the user's TORCH_HOME (or ~/.cache/torch), else the task's own
+    export TORCH_HOME="\${TORCH_HOME:-\${HOME:-\$PWD}/.cache/torch}"
+    mkdir -p "\$TORCH_HOME" 2>/dev/null && [ -w "\$TORCH_HOME" ] || export TORCH_HOME="\$PWD/.cache/torch"
+    export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
 
     spatialdomains image-features \\
         -i ${h5ad} \\
@@ -33,7 +36,6 @@ process SPATIALDOMAINS_IMAGE_FEATURES {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -47,7 +49,6 @@ process SPATIALDOMAINS_IMAGE_FEATURES {
     touch ${prefix}.image.h5ad
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

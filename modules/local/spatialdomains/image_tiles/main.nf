@@ -17,6 +17,9 @@ process SPATIALDOMAINS_IMAGE_TILES {
     def prefix = task.ext.prefix ?: "${meta.id}"
     def img    = image ? "--image ${image}" : ''
     """
+    # --weights imagenet: torchvision's cache in the user's TORCH_HOME (or ~/.cache/torch), else the task's own
+    export TORCH_HOME="\${TORCH_HOME:-\${HOME:-\$PWD}/.cache/torch}"
+    mkdir -p "\$TORCH_HOME" 2>/dev/null && [ -w "\$TORCH_HOME" ] || export TORCH_HOME="\$PWD/.cache/torch"
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
 
     spatialdomains image-tiles \\
@@ -27,7 +30,6 @@ process SPATIALDOMAINS_IMAGE_TILES {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -40,7 +42,6 @@ process SPATIALDOMAINS_IMAGE_TILES {
     touch ${prefix}.tiles.npy ${prefix}.tiles.json
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

@@ -3,7 +3,7 @@ process SPATIALDOMAINS_PREPARE {
     label 'process_medium'
 
     input:
-    tuple val(meta), path(h5ads)    // all slices of one group, sorted by sample
+    tuple val(meta), path(h5ads), val(method)    // all slices of one group (sorted by sample), the method whose recipe to use
 
     output:
     tuple val(meta), path("*.prepared.h5ad"), emit: h5ad
@@ -16,20 +16,17 @@ process SPATIALDOMAINS_PREPARE {
     def args     = task.ext.args ?: ''
     def prefix   = task.ext.prefix ?: "${meta.id}"
     def inputs   = [h5ads].flatten().collect { f -> "-i ${f}" }.join(' ')
-    def platform = meta.platform ? "--platform ${meta.platform}" : ''
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
 
     spatialdomains prepare \\
         ${inputs} \\
-        --method ${meta.method} \\
-        ${platform} \\
+        --method ${method} \\
         --threads ${task.cpus} \\
         -o ${prefix}.prepared.h5ad \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -42,7 +39,6 @@ process SPATIALDOMAINS_PREPARE {
     touch ${prefix}.prepared.h5ad
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

@@ -26,7 +26,6 @@ process SPATIALDOMAINS_QC {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -40,7 +39,6 @@ process SPATIALDOMAINS_QC {
     echo '{}' > ${prefix}.qc.json
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

@@ -15,7 +15,6 @@ process SPATIALDOMAINS_READ {
     script:
     def args     = task.ext.args ?: ''
     def prefix   = task.ext.prefix ?: "${meta.id}"
-    def platform = meta.platform ? "--platform ${meta.platform}" : ''
     def truth    = truth_file ? "--truth ${truth_file}" : (truth_column ? "--truth '${truth_column}'" : '')
     def img      = image ? "--image ${image}" : ''
     """
@@ -23,13 +22,12 @@ process SPATIALDOMAINS_READ {
 
     spatialdomains read --threads ${task.cpus} \\
         --data ${data} \\
-        --sample ${meta.sample} \\
-        ${platform} ${truth} ${img} \\
+        --sample ${meta.id} \\
+        ${truth} ${img} \\
         -o ${prefix}.slice.h5ad \\
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -42,7 +40,6 @@ process SPATIALDOMAINS_READ {
     touch ${prefix}.slice.h5ad
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

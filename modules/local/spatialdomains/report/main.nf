@@ -30,7 +30,7 @@ process SPATIALDOMAINS_REPORT {
 
     # The tables are published to <group>/analysis/ beside <group>/report.html: links point there
     spatialdomains report \\
-        --group ${meta.group} \\
+        --group ${meta.id} \\
         ${files(h5ads, '--clustered')} \\
         ${files(metrics, '--metrics')} \\
         ${files(deg, '--deg')} \\
@@ -46,7 +46,6 @@ process SPATIALDOMAINS_REPORT {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -57,10 +56,9 @@ process SPATIALDOMAINS_REPORT {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     mkdir -p mqc
-    touch report.html ${prefix}.consensus.csv mqc/${meta.group}_domains_mqc.png
+    touch report.html ${prefix}.consensus.csv mqc/${meta.id}_domains_mqc.png
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

@@ -3,7 +3,8 @@ process SPATIALDOMAINS_SIMULATE {
     label 'process_low'
 
     input:
-    val meta
+    val meta        // [ id: group name of the synthetic slices ]
+    val n_groups    // consecutive slices are split into this many groups <id>_g1 .. <id>_g<n>
 
     output:
     path "simulated_input"                 , emit: dir           // slices, images, sheet, gene sets
@@ -16,13 +17,12 @@ process SPATIALDOMAINS_SIMULATE {
 
     script:
     def args     = task.ext.args ?: ''
-    def n_groups = meta.n_groups ?: 1
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba"
 
     spatialdomains simulate --threads ${task.cpus} --group ${meta.id} --out simulated_input ${args}
 
-    # meta.n_groups > 1: consecutive slices form groups <id>_g1 .. <id>_g<n> of (nearly) equal size
+    # n_groups > 1: consecutive slices form groups <id>_g1 .. <id>_g<n> of (nearly) equal size
     if [ ${n_groups} -gt 1 ]; then
         sheet=simulated_input/samplesheet.csv
         rows=\$(( \$(wc -l < \$sheet) - 1 ))
@@ -33,7 +33,6 @@ process SPATIALDOMAINS_SIMULATE {
     fi
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -47,7 +46,6 @@ process SPATIALDOMAINS_SIMULATE {
     printf 'sample,group,data,platform,truth\\nslice1,${meta.id},slice1.h5ad,visium,truth\\nslice2,${meta.id},slice2.h5ad,visium,truth\\n' > simulated_input/samplesheet.csv
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

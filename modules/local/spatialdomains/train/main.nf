@@ -4,7 +4,7 @@ process SPATIALDOMAINS_TRAIN {
     label 'process_gpu'
 
     input:
-    tuple val(meta), path(h5ad)
+    tuple val(meta), path(h5ad), val(method), val(seed)    // prepared group, method, integer seed
 
     output:
     tuple val(meta), path("*.trained.h5ad"), emit: h5ad
@@ -20,17 +20,15 @@ process SPATIALDOMAINS_TRAIN {
     def prefix    = task.ext.prefix ?: "${meta.id}"
     // One module for both: CPU unless -profile gpu gave the task an accelerator
     def device    = task.accelerator ? 'cuda' : 'cpu'
-    def n_domains = meta.n_domains ? "--n-domains ${meta.n_domains}" : ''
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba" TORCH_HOME="\$PWD/.cache/torch"
 
     spatialdomains train \\
         -i ${h5ad} \\
-        --method ${meta.method} \\
-        --seed ${meta.seed} \\
+        --method ${method} \\
+        --seed ${seed} \\
         --device ${device} \\
         --threads ${task.cpus} \\
-        ${n_domains} \\
         --no-progress \\
         --loss-csv ${prefix}.loss.csv \\
         --checkpoint ${prefix}.pt \\
@@ -38,7 +36,6 @@ process SPATIALDOMAINS_TRAIN {
         ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -52,7 +49,6 @@ process SPATIALDOMAINS_TRAIN {
     touch ${prefix}.trained.h5ad ${prefix}.loss.csv ${prefix}.pt
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

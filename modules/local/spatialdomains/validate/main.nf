@@ -22,7 +22,6 @@ process SPATIALDOMAINS_VALIDATE {
     spatialdomains validate-samplesheet ${samplesheet} -o samplesheet.valid.csv ${base_dir ? "--base-dir '${base_dir}'" : ''} ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')
@@ -36,7 +35,6 @@ process SPATIALDOMAINS_VALIDATE {
     spatialdomains validate-samplesheet ${samplesheet} -o samplesheet.valid.csv ${args}
 
     cat <<-END_VERSIONS > versions.yml
-    # container: ${workflow.containerEngine ? task.container : 'none'}
     "${task.process}":
         spatialdomains: \$(spatialdomains --version)
         python: \$(python3 --version | sed 's/Python //')

@@ -1,0 +1,151 @@
+"""Graph augmentations of both methods: stateless, seeded by torch's global generator, and no-ops
+with ``training=False`` (as PyG's ``torch_geometric.utils.dropout_edge`` / ``mask_feature``).
+
+* feature masking (STAIG spec A5, Spotscape B4): :func:`feature_mask`, PyG's ``mask_feature``;
+* uniform edge dropout (Spotscape): :func:`drop_edges`, PyG's ``dropout_edge``;
+* per-edge drop probabilities (STAIG spec A4): :func:`image_edge_probabilities`,
+  :func:`gene_edge_probabilities`, :func:`fixed_edge_probabilities`, and symmetric views drawn from
+  them by :func:`sample_view` over :func:`undirected_pairs`. PyG's ``dropout_edge`` has one rate for
+  every edge, so these stay here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.utils import dropout_edge, mask_feature
+
+__all__ = ["feature_mask", "drop_edges", "image_edge_probabilities", "gene_edge_probabilities",
+           "fixed_edge_probabilities", "undirected_pairs", "sample_view"]
+
+
+def feature_mask(num_features: int, p: float, *, device=None, training: bool = True) -> Tensor:
+    """``(G,)`` float keep-mask zeroing each feature column independently with probability ``p``.
+
+    The same columns are masked for every spot (PyG ``mask_feature(..., mode="col")``, drawn on
+    ``device``). ``X diag(m) W^T = X (W diag(m))^T``, so callers apply it to the weight columns of the
+    first layer instead of copying X.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"feature_mask: p must be in [0, 1), got {p}")
+    _, mask = mask_feature(torch.ones(1, num_features, device=device), p, mode="col", training=training)
+    return mask.reshape(-1).to(torch.get_default_dtype())
+
+
+def drop_edges(edge_index: Tensor, p: float, *, training: bool = True) -> tuple[Tensor, Tensor]:
+    """Directed edge dropout (PyG ``dropout_edge``, not forced undirected); returns ``(edge_index, kept mask)``."""
+    return dropout_edge(edge_index, p=p, force_undirected=False, training=training)
+
+
+def _row_normalise(values: np.ndarray, src: np.ndarray, num_nodes: int) -> np.ndarray:
+    rowsum = np.bincount(src, weights=values, minlength=num_nodes)
+    denom = rowsum[src]
+    out = np.zeros_like(values, dtype=np.float64)
+    ok = denom > 0
+    out[ok] = values[ok] / denom[ok]
+    return out
+
+
+def image_edge_probabilities(edge_index: np.ndarray, image_features: np.ndarray) -> np.ndarray:
+    """Drop probability per directed edge from image-feature distances (spec A4.1).
+
+    ``P_e = d_e / sum_{k in N(i)} d_ik`` with ``d_e`` the Euclidean distance between the image
+    features of the edge's endpoints, normalised over the source node's neighbours. Rows sum to 1;
+    edges whose endpoints have identical features (``d = 0``) get ``P = 0`` and are never dropped.
+
+    Parameters
+    ----------
+    edge_index
+        ``(2, E)`` int64 directed edges (source, target).
+    image_features
+        ``(N, q)`` per-spot image features.
+
+    Returns
+    -------
+    ``(E,)`` float64 probabilities.
+    """
+    edge_index = np.asarray(edge_index, dtype=np.int64)
+    feats = np.asarray(image_features, dtype=np.float64)
+    src, dst = edge_index
+    dist = np.linalg.norm(feats[src] - feats[dst], axis=1)
+    return _row_normalise(dist, src, feats.shape[0])
+
+
+def _gene_pcs(x: np.ndarray, n_pcs: int, random_state: int = 42) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(x, dtype=np.float32)
+    mean = x.mean(0)
+    sd = x.std(0)
+    sd[sd == 0] = 1.0
+    z = (x - mean) / sd
+    n_pcs = int(min(n_pcs, z.shape[0] - 1, z.shape[1]))
+    if n_pcs < 1:
+        return z
+    solver = "randomized" if max(z.shape) > 500 else "full"
+    return PCA(n_components=n_pcs, random_state=random_state, svd_solver=solver).fit_transform(z)
+
+
+def gene_edge_probabilities(edge_index: np.ndarray, x: np.ndarray, *, n_pcs: int = 64, random_state: int = 42,
+                            pcs: np.ndarray | None = None) -> np.ndarray:
+    """Drop probability per directed edge from expression (spec A4.2, no image).
+
+    Features are standardised per gene and reduced to ``n_pcs`` principal components (PCA with
+    ``random_state``); ``W_e = 1 - cos(pc_i, pc_j)``; ``P_e`` = softmax of ``W`` over the source node's
+    neighbours (close to ``1/deg``, tilted towards dissimilar neighbours). Pass ``pcs`` to reuse
+    components.
+    """
+    edge_index = np.asarray(edge_index, dtype=np.int64)
+    if pcs is None:
+        pcs = _gene_pcs(x, n_pcs, random_state)
+    pcs = np.asarray(pcs, dtype=np.float64)
+    norm = np.linalg.norm(pcs, axis=1, keepdims=True)
+    unit = pcs / np.where(norm > 0, norm, 1.0)
+    src, dst = edge_index
+    w = 1.0 - np.einsum("ij,ij->i", unit[src], unit[dst])
+    # softmax over each source's neighbours (W lies in [0, 2], so exp cannot overflow)
+    return _row_normalise(np.exp(w), src, pcs.shape[0])
+
+
+def fixed_edge_probabilities(edge_index: np.ndarray, p: float) -> np.ndarray:
+    """The same drop probability ``p`` for every edge (spec A4.3, the paper's no-image default)."""
+    return np.full(np.asarray(edge_index).shape[1], float(p), dtype=np.float64)
+
+
+def undirected_pairs(edge_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The undirected pairs ``i < j`` of a symmetric graph and, for each, its ``(i, j)`` edge id.
+
+    A view keeps or drops the pair ``{i, j}`` as a whole with the probability of row ``i``
+    (spec A4.4), so views stay symmetric.
+    """
+    edge_index = np.asarray(edge_index, dtype=np.int64)
+    ids = np.flatnonzero(edge_index[0] < edge_index[1])
+    return edge_index[:, ids], ids
+
+
+def sample_view(pairs: Tensor, drop_prob: Tensor, *, generator: torch.Generator | None = None,
+                training: bool = True) -> Tensor:
+    """Draw one augmented graph: keep pair ``{i, j}`` iff ``u >= P_ij``, ``u ~ U(0, 1)``; mirror it.
+
+    Parameters
+    ----------
+    pairs
+        ``(2, U)`` undirected pairs with ``i < j`` (see :func:`undirected_pairs`), on the CPU.
+    drop_prob
+        ``(U,)`` drop probability of each pair.
+    generator
+        Random generator (default: torch's global one).
+    training
+        ``False`` keeps every pair (no-op).
+
+    Returns
+    -------
+    ``(2, 2 * kept)`` int64 symmetric ``edge_index`` (a subset of the input graph).
+    """
+    if training:
+        u = torch.rand(pairs.shape[1], generator=generator, dtype=torch.float64)
+        kept = pairs[:, u >= drop_prob]
+    else:
+        kept = pairs
+    return torch.cat([kept, kept.flip(0)], dim=1)
