@@ -14,6 +14,7 @@ Subcommands::
     python benchmarks/defaults.py consensus    # consensus of 3 and 5 seeds vs the mean single seed
     python benchmarks/defaults.py temperature  # STAIG tau grid: label-free criteria vs ARI
     python benchmarks/defaults.py table        # defaults (and their 3-seed consensus) beside BANKSY
+    python benchmarks/defaults.py compare --other /tmp/defaults-cache-post   # same runs, two code versions
 
 Results: ``benchmarks/results/defaults_<subcommand>.{json,md}`` (``table``: ``defaults_vs_banksy``). Scoring is that of
 ``benchmarks/accuracy.py`` (K = 7, unlabelled spots dropped before scoring, ARI against the manual layers).
@@ -434,6 +435,38 @@ def cmd_table(args) -> None:
     write_results("defaults_vs_banksy", {"rows": rows}, "\n".join(lines) + "\n")
 
 
+def cmd_compare(args) -> None:
+    """Embeddings of the same (method, slice, seed) fitted by two code versions: equal, and their ARIs."""
+    rows = []
+    for npz in sorted(args.other.glob("*.npz")):
+        mine = args.cache / npz.name
+        if not mine.exists():
+            continue
+        a, b = load(mine), load(npz)
+        ea, eb = a["embedding"].astype(np.float64), b["embedding"].astype(np.float64)
+        seed = int(a["info"]["seed"])
+        row = {"run": npz.stem, "shape": list(ea.shape), "bitwise_equal": bool(np.array_equal(a["embedding"], b["embedding"])),
+               "max_abs_diff": float(np.abs(ea - eb).max()) if ea.shape == eb.shape else None,
+               "max_abs_value": float(np.abs(ea).max())}
+        lab_a, lab_b = labels_for(args.cache, mine, a), cluster_variants(b["embedding"], seed)
+        for v in ("mclust", "kmeans", "kmeans_unit"):
+            row[f"{v}_{args.cache_label}"] = ari_on_labelled(a["truth"], lab_a[v])
+            row[f"{v}_{args.other_label}"] = ari_on_labelled(b["truth"], lab_b[v])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    lines = ["# Same run, two code versions (embedding and ARI)", "", PROTOCOL, "",
+             f"`{args.cache_label}` = `{args.cache}`, `{args.other_label}` = `{args.other}`; ARI of mclust "
+             "(seed 2023 + seed), k-means and k-means on unit rows of each embedding.", "",
+             "| run | bitwise equal | max abs diff | " + " | ".join(
+                 f"{v} {lab}" for v in ("mclust", "kmeans", "kmeans_unit") for lab in (args.cache_label, args.other_label))
+             + " |", "|---|---|---|" + "---|" * 6]
+    for r in rows:
+        lines.append(f"| {r['run']} | {'yes' if r['bitwise_equal'] else 'no'} | {r['max_abs_diff']:.3g} | "
+                     + " | ".join(f"{r[f'{v}_{lab}']:.3f}" for v in ("mclust", "kmeans", "kmeans_unit")
+                                  for lab in (args.cache_label, args.other_label)) + " |")
+    write_results(f"defaults_{args.name}", {"rows": rows}, "\n".join(lines) + "\n")
+
+
 def cmd_fit(args) -> None:
     overrides = parse_sets(args.set)
     for method in args.methods.split(","):
@@ -464,7 +497,12 @@ def main(argv=None) -> int:
         s.add_argument("--max-seed", type=int, default=5, help="use seeds 0..max-seed-1 found in the cache")
     t.add_argument("--slices", default=",".join(DEFAULT_SLICES))
     t.add_argument("--max-seed", type=int, default=2)
-    for s in (f, c, k, t, b):
+    m = sub.add_parser("compare", help="embeddings of two code versions (bitwise equality, ARI)")
+    m.add_argument("--other", type=Path, required=True, help="cache of the other code version")
+    m.add_argument("--cache-label", default="before")
+    m.add_argument("--other-label", default="after")
+    m.add_argument("--name", default="refactor", help="results: defaults_<name>.{json,md}")
+    for s in (f, c, k, t, b, m):
         s.add_argument("--data", type=Path, default=DEFAULT_DATA)
         s.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = p.parse_args(argv)
@@ -473,7 +511,7 @@ def main(argv=None) -> int:
     _logging.configure("WARNING")
     warnings.filterwarnings("ignore")
     {"fit": cmd_fit, "cluster": cmd_cluster, "consensus": cmd_consensus, "temperature": cmd_temperature,
-     "table": cmd_table}[args.cmd](args)
+     "table": cmd_table, "compare": cmd_compare}[args.cmd](args)
     return 0
 
 
