@@ -131,6 +131,7 @@ workflow SPATIALDOMAINS {
     //
     if (!skip_multiqc) {
         ch_all_metrics = LEARN_DOMAINS.out.metrics
+            .mix(LEARN_DOMAINS.out.consensus)
             .map { meta, json -> json }
             .toSortedList { a, b -> a.name <=> b.name }
             .map { jsons -> ['run', jsons] }

@@ -32,12 +32,17 @@ __all__ = [
     "leiden",
     "refine_labels",
     "choose_n_clusters",
+    "resolve_algorithm",
     "cluster",
 ]
 
-Algorithm = Literal["mclust", "gmm", "kmeans", "leiden"]
-#: Clustering algorithms of :func:`cluster` (``models.METHODS`` lists the embedding methods)
-ALGORITHMS: tuple[str, ...] = ("mclust", "gmm", "kmeans", "leiden")
+Algorithm = Literal["auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine"]
+#: Clustering algorithms of :func:`cluster` (``models.METHODS`` lists the embedding methods); ``*_cosine``:
+#: the same clustering of the L2-normalised embedding (cosine geometry, which the contrastive losses shape)
+ALGORITHMS: tuple[str, ...] = ("mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine")
+AUTO = "auto"  #: ``cluster(method="auto")``, the default: the clustering of the method that owns the embedding
+COSINE_SUFFIX = "_cosine"
+AUTO_FALLBACK = "mclust"  #: what ``"auto"`` runs on an embedding no registered method owns
 DEFAULT_SEED = 2023  #: STAIG's R seed for mclust
 DEFAULT_MAX_FIT = 20_000  #: above this many spots mclust is fitted on a subsample and predicts the rest
 FALLBACK_BACKEND = "gmm_tied_fallback"
@@ -457,13 +462,28 @@ def _name_from_rep(use_rep: str) -> str:
     return use_rep[2:] if use_rep.startswith("X_") else use_rep
 
 
+def resolve_algorithm(method: str, use_rep: str) -> str:
+    """The clustering ``method="auto"`` stands for on ``obsm[use_rep]``; any other method is returned as is.
+
+    ``"auto"`` on ``X_<name>`` of a registered method is that method's ``MethodSpec.cluster_algorithm``
+    (the clustering that measured best on its default embedding); on any other embedding it is
+    :data:`AUTO_FALLBACK`.
+    """
+    if method != AUTO:
+        return method
+    from .models import METHODS as REGISTRY
+
+    spec = REGISTRY.get(_name_from_rep(use_rep))
+    return spec.cluster_algorithm if spec is not None else AUTO_FALLBACK
+
+
 @renamed_kwarg("seed", "random_state")
 def cluster(
     adata,
     n_clusters: int | None = None,
     *,
     use_rep: str = "X_staig",
-    method: Algorithm = "mclust",
+    method: Algorithm = AUTO,
     refine: bool = False,
     refine_n_neighbors: int = 15,
     resolution: float = 1.0,
@@ -485,8 +505,11 @@ def cluster(
     use_rep
         ``obsm`` key of the embedding.
     method
-        ``"mclust"`` (R mclust EEE; falls back to the tied GMM with a warning when R or mclust is
-        missing), ``"gmm"`` (tied GMM), ``"kmeans"`` or ``"leiden"`` (uses ``resolution``).
+        ``"auto"`` (the default clustering of the method that owns ``use_rep``, see
+        :func:`resolve_algorithm`), ``"mclust"`` (R mclust EEE; falls back to the tied GMM with a warning
+        when R or mclust is missing), ``"gmm"`` (tied GMM), ``"kmeans"`` or ``"leiden"`` (uses
+        ``resolution``); ``"mclust_cosine"`` / ``"kmeans_cosine"`` run mclust / k-means on the
+        embedding with every row scaled to unit length.
     refine
         Apply :func:`refine_labels` (15-NN spatial majority vote within each ``obs['slice']``).
     refine_n_neighbors
@@ -510,14 +533,16 @@ def cluster(
     -------
     ``None``, or the copy when ``copy=True``. Writes
     ``obs[key_added]``: categorical of strings ``'0'``, ``'1'``, …;
-    ``uns['spatialdomains']['cluster_<name>']``: the parameters, ``backend`` (``mclust``,
+    ``uns['spatialdomains']['cluster_<name>']``: the parameters (``method`` resolved, ``requested`` as
+    given, ``l2_normalised``), ``backend`` (``mclust``,
     ``gmm_tied_fallback``, ``gmm``, ``kmeans``, ``leiden``), ``n_clusters``, ``k_selection``
     (``argument`` / ``silhouette`` / ``resolution``), ``silhouette_scores`` and ``k_selection_n_spots``
     (the spots the search ran on) when K was searched, and a
     ``warning`` when the fallback ran.
     """
-    if method not in ALGORITHMS:
-        raise InputError(f"method must be one of {list(ALGORITHMS)}, got {method!r}")
+    if method != AUTO and method not in ALGORITHMS:
+        raise InputError(f"method must be one of {[AUTO, *ALGORITHMS]}, got {method!r}")
+    requested, method = method, resolve_algorithm(method, use_rep)
     if use_rep not in adata.obsm:
         raise InputError(f"obsm[{use_rep!r}] not found; available: {sorted(adata.obsm.keys())}")
     if refine and SPATIAL not in adata.obsm:
@@ -525,11 +550,15 @@ def cluster(
     if method == "leiden" and n_clusters is not None:
         raise InputError("method='leiden' sets the number of domains by resolution; leave n_clusters=None")
     X = _check_embedding(adata.obsm[use_rep], n_clusters, name=f"obsm[{use_rep!r}]")
+    resolved, cosine = method, method.endswith(COSINE_SUFFIX)
+    if cosine:
+        method = method[: -len(COSINE_SUFFIX)]
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     name = _name_from_rep(use_rep)
     key_added = key_added or domain_key(name)
     step = f"cluster_{key_added[len('domain_'):] if key_added.startswith('domain_') else key_added}"
     adata = adata.copy() if copy else adata
-    start = logg.info(f"clustering obsm[{use_rep!r}] with {method}")
+    start = logg.info(f"clustering obsm[{use_rep!r}] with {resolved}" + (" (auto)" if requested == AUTO else ""))
 
     backend, warning = method, None
     if method == "mclust" and not mclust_available():
@@ -597,7 +626,9 @@ def cluster(
         step,
         {
             "use_rep": use_rep,
-            "method": method,
+            "method": resolved,
+            "requested": requested,
+            "l2_normalised": cosine,
             "backend": backend,
             "warning": warning,
             "n_clusters": None if n_clusters is None else int(n_clusters),

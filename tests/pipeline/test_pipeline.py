@@ -153,6 +153,7 @@ def test_stub_matches_snapshot(stub_run):
     assert actual["tasks"]["SPATIALDOMAINS_PREPARE"] == 2
     assert actual["tasks"]["SPATIALDOMAINS_TRAIN"] == 4
     assert actual["tasks"]["SPATIALDOMAINS_COLLECT_METRICS"] == 1
+    assert actual["tasks"]["SPATIALDOMAINS_CONSENSUS"] == 2  # one per method: 2 seeds make a consensus
     assert actual["tasks"]["SPATIALDOMAINS_ANALYSE"] == 4
     assert actual["tasks"]["SPATIALDOMAINS_REPORT"] == 1
     assert actual["tasks"]["SPATIALDOMAINS_MULTIQC_CONTENT"] == 1 and actual["tasks"]["MULTIQC"] == 1

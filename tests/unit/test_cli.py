@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from spatialdomains.cli import main
 
 SUBCOMMANDS = ["validate-samplesheet", "read", "qc", "prepare", "simulate", "evaluate", "train", "cluster",
-               "domains", "methods"]
+               "consensus", "domains", "methods"]
 
 
 def test_version_is_bare():

@@ -224,7 +224,7 @@ def test_cluster_fallback_recorded(monkeypatch, blobs4, caplog):
 def test_cluster_mclust_backend_recorded(blobs4):
     X, y = blobs4
     adata = _adata(X)
-    cl.cluster(adata, 4)
+    cl.cluster(adata, 4, method="mclust")
     entry = adata.uns["spatialdomains"]["cluster_staig"]
     assert entry["backend"] == "mclust" and entry["model"] == "EEE"
     assert adjusted_rand_score(y, adata.obs["domain_staig"]) > 0.95
@@ -299,6 +299,48 @@ subprocess.run([sys.executable, "-c", "import ssl"], check=True)
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+# --- per-method default clustering ("auto") --------------------------------------------------------
+
+
+def test_auto_resolves_to_each_methods_registered_default(blobs4, monkeypatch):
+    from spatialdomains.models import METHODS
+
+    assert cl.resolve_algorithm("kmeans", "X_staig") == "kmeans"  # an explicit choice overrides for every method
+    assert cl.resolve_algorithm("auto", "X_other") == cl.AUTO_FALLBACK == "mclust"
+    for name, spec in METHODS.items():
+        assert spec.cluster_algorithm in cl.ALGORITHMS
+        assert cl.resolve_algorithm("auto", f"X_{name}") == spec.cluster_algorithm
+
+    # cluster() defaults to auto and records what it resolved to; a method whose default is k-means runs k-means
+    import dataclasses
+
+    monkeypatch.setitem(METHODS, "toy", dataclasses.replace(METHODS["staig"], name="toy", cluster_algorithm="kmeans"))
+    X, y = blobs4
+    adata = _adata(X)
+    adata.obsm["X_toy"] = X
+    cl.cluster(adata, 4, use_rep="X_toy", random_state=0)
+    entry = adata.uns["spatialdomains"]["cluster_toy"]
+    assert entry["requested"] == "auto" and entry["method"] == "kmeans" and entry["backend"] == "kmeans"
+    np.testing.assert_array_equal(adata.obs["domain_toy"].astype(int).to_numpy(), cl.kmeans(X, 4, random_state=0))
+    cl.cluster(adata, 4, use_rep="X_toy", method="gmm", random_state=0)
+    assert adata.uns["spatialdomains"]["cluster_toy"]["backend"] == "gmm"
+
+
+def test_cosine_variants_cluster_the_unit_rows(blobs4):
+    from spatialdomains.cli._methods import CLUSTER_ALGORITHMS
+
+    assert list(CLUSTER_ALGORITHMS) == [cl.AUTO, *cl.ALGORITHMS]  # the CLI offers exactly the library's choices
+    X, _ = blobs4
+    X = X - X.min(0) + 1.0  # rows with different lengths, so the normalisation matters
+    scale = np.random.default_rng(0).uniform(0.5, 5.0, size=(len(X), 1))
+    adata = _adata(X * scale)  # same directions, random lengths
+    cl.cluster(adata, 4, method="kmeans_cosine", random_state=0)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    np.testing.assert_array_equal(adata.obs["domain_staig"].astype(int).to_numpy(), cl.kmeans(unit, 4, random_state=0))
+    entry = adata.uns["spatialdomains"]["cluster_staig"]
+    assert entry["method"] == "kmeans_cosine" and entry["backend"] == "kmeans" and entry["l2_normalised"] is True
+
+
 def test_seed_keyword_and_cluster_methods_still_work_with_a_warning(blobs4):
     """Renamed in 0.2 (``random_state`` as in scanpy; ``ALGORITHMS`` vs the registry's ``models.METHODS``)."""
     X, _ = blobs4
@@ -308,7 +350,7 @@ def test_seed_keyword_and_cluster_methods_still_work_with_a_warning(blobs4):
     with pytest.raises(TypeError, match="both"):
         cl.kmeans(X, 4, seed=3, random_state=3)
     with pytest.warns(FutureWarning, match="ALGORITHMS"):
-        assert cl.METHODS == cl.ALGORITHMS == ("mclust", "gmm", "kmeans", "leiden")
+        assert cl.METHODS == cl.ALGORITHMS and "kmeans" in cl.ALGORITHMS
 
 
 def test_kmeans_minibatch_and_single_start(blobs4):

@@ -1,4 +1,4 @@
-"""Method subcommands: methods, train, cluster, domains (one-shot)."""
+"""Method subcommands: methods, train, cluster, consensus, domains (one-shot)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from pathlib import Path
 import click
 
 from ._base import input_option, main, output_option, read_slices, threads_option
+
+
+#: ``"auto"`` and ``spatialdomains.cluster.ALGORITHMS`` (spelled out so that --help imports no numerical
+#: library; a test keeps the two equal)
+CLUSTER_ALGORITHMS = ["auto", "mclust", "gmm", "kmeans", "leiden", "mclust_cosine", "kmeans_cosine"]
 
 
 def _parse_params(params: tuple[str, ...]) -> dict[str, str]:
@@ -69,6 +74,7 @@ def methods_cmd() -> None:
 
     for name, spec in sorted(METHODS.items()):
         click.echo(f"{name}: {spec.description}")
+        click.echo(f"    default clustering (--algorithm auto): {spec.cluster_algorithm}")
         for field in dataclasses.fields(spec.config_class):
             click.echo(f"    {field.name} = {getattr(spec.config_class(), field.name)!r}")
 
@@ -107,8 +113,10 @@ def train_cmd(input_path: Path, output: Path, method: str, n_domains, seed, devi
 @output_option("Output .h5ad with obs['domain_<method>'].")
 @click.option("--method", required=True, help="Whose embedding to cluster (obsm['X_<method>']).")
 @click.option("--n-domains", type=click.IntRange(min=2), default=None, help="K; else chosen by silhouette.")
-@click.option("--algorithm", type=click.Choice(["mclust", "gmm", "kmeans", "leiden"]), default="mclust",
-              show_default=True, help="mclust (EEE, R) falls back to a tied GMM when R/mclust is missing.")
+@click.option("--algorithm", type=click.Choice(CLUSTER_ALGORITHMS), default="auto",
+              show_default=True, help="auto = the method's own default (`spatialdomains methods` shows it); "
+              "mclust (EEE, R) falls back to a tied GMM when R/mclust is missing; *_cosine = on the "
+              "L2-normalised embedding.")
 @click.option("--refine/--no-refine", default=False, show_default=True,
               help="Spatial refinement: majority vote over the 15 nearest spots (per slice).")
 @click.option("--k-min", type=click.IntRange(min=2), default=5, show_default=True)
@@ -140,6 +148,26 @@ def cluster_cmd(input_path: Path, output: Path, method: str, n_domains, algorith
     write_h5ad_atomic(adata, output)
 
 
+@main.command("consensus")
+@click.option("--input", "-i", "inputs", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Clustered .h5ad of one seed (repeat, at least two seeds).")
+@click.option("--method", required=True, help="Whose domains to combine (obs['domain_<method>']).")
+@click.option("--group", default=None, help="Group id recorded in the JSON (default: the slices joined by '+').")
+@click.option("--domains-csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Consensus barcode,slice,domain.")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Metrics JSON of the consensus (seed 'consensus'; ARI/NMI/CA with truth).")
+def consensus_cmd(inputs, method: str, group, domains_csv: Path, metrics_path: Path) -> None:
+    """Consensus domains of several seeds of one method, written and scored like a seed."""
+    from .._utils import write_csv_atomic, write_json_atomic
+    from ..consensus import seed_consensus
+
+    table, metrics = seed_consensus(list(inputs), method, group=group)
+    write_csv_atomic(table, domains_csv)
+    write_json_atomic(metrics_path, metrics)
+
+
 @main.command("domains")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--method", type=_method_choice(), required=True)
@@ -149,8 +177,8 @@ def cluster_cmd(input_path: Path, output: Path, method: str, n_domains, algorith
               help="Metrics JSON (ARI/NMI/CA with truth, SC/DB, batch metrics, stage times).")
 @click.option("--truth-key", default="truth", show_default=True, help="obs column with manual labels.")
 @click.option("--platform", default=None, help="Graph defaults; guessed (visium when array_row exists).")
-@click.option("--algorithm", type=click.Choice(["mclust", "gmm", "kmeans", "leiden"]), default="mclust",
-              show_default=True)
+@click.option("--algorithm", type=click.Choice(CLUSTER_ALGORITHMS), default="auto",
+              show_default=True, help="Clustering; auto = the method's own default.")
 @click.option("--refine/--no-refine", default=None, help="Spatial refinement (default: on for one slice).")
 @method_options
 @threads_option

@@ -26,6 +26,9 @@ class MethodSpec:
     prep: Any  #: ``spatialdomains.pp.PrepConfig`` with the method's preprocessing defaults
     description: str = ""
     prep_multi: Any = None  #: preprocessing for groups of several slices (default: ``prep``)
+    #: what ``cluster(method="auto")`` (the default) runs on this method's embedding: the clustering that
+    #: measured best on its default embedding (``benchmarks/results/defaults_cluster.md``)
+    cluster_algorithm: str = "mclust"
 
     def prep_for(self, n_slices: int):
         """The preprocessing recipe for a group of ``n_slices`` slices."""

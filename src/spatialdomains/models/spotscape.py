@@ -394,6 +394,7 @@ register(MethodSpec(
     config_class=SpotscapeConfig,
     fit=fit_spotscape,
     prep=SPOTSCAPE_PREP,
+    cluster_algorithm="kmeans_cosine",  # benchmarks/results/defaults_cluster.md
     description="Spotscape: Similarity Telescope relation consistency + prototypical contrast + similarity "
                 "scaling (Oh et al., ICML 2025); multi-slice integration without alignment",
 ))

@@ -47,8 +47,9 @@ RENAMED = {"hidden": "out_channels", "proj": "proj_channels", "p_f1": "feature_m
 
 @dataclass(frozen=True)
 class StaigConfig:
-    """Hyperparameters of STAIG: one default for every slice of a platform (``docs/methods.md``); the
-    paper's (spec A5-A7) except the temperature. Field names are shared with :class:`SpotscapeConfig`
+    """Hyperparameters of STAIG: one default for every slice of a platform (``docs/methods.md``): the
+    reference code's architecture and optimiser and the paper's 400 epochs (spec A5-A7); where paper and
+    code differ, the reference's DLPFC values (masking, Q) and our own temperature. Field names are shared with :class:`SpotscapeConfig`
     where the concept is the same (``epochs``, ``lr``, ``out_channels``, ``edge_drop``, ``feature_mask``,
     ``precision``)."""
 
@@ -60,14 +61,16 @@ class StaigConfig:
     proj_channels: int = 64  #: projection-head size
     #: contrastive temperature; 20, not the paper's 10: best of 1/3/10/20/35 on DLPFC 151673 + 151676
     tau: float = 20.0
-    feature_mask: tuple[float, float] = (0.1, 0.2)  #: probability of masking each feature column, per view
-    edge_drop: tuple[float, float] = (0.1, 0.3)  #: edge-drop rate per view with ``edge_drop_source="fixed"``
+    #: probability of masking each feature column, per view (the reference's DLPFC configs; the paper says 10 %)
+    feature_mask: tuple[float, float] = (0.1, 0.2)
+    #: edge-drop rate per view with ``edge_drop_source="fixed"`` (the reference's old code; the paper says 0.2)
+    edge_drop: tuple[float, float] = (0.1, 0.3)
     #: per-edge drop probabilities from ``image`` (distances in ``obsm['X_image']``), ``gene`` (cosine
     #: distance of expression PCs), ``fixed`` (``edge_drop``) or ``auto`` (image when present, else gene)
     edge_drop_source: str = "auto"
     gene_pcs: int = 64  #: principal components of the standardised features for ``gene``
     debiased: bool = True  #: debiased strategy (DS) on one slice with image features
-    n_pseudo: int = 80  #: number Q of image pseudo-clusters for DS
+    n_pseudo: int = 80  #: number Q of image pseudo-clusters for DS (the reference's 151673 config; paper: 40)
     #: reproduce the reference's DS quirks (exp(1/tau) subtracted twice; same-pseudo-label positives
     #: left out of the denominator); off: every positive stays in the denominator
     ds_reference: bool = False

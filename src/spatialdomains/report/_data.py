@@ -384,12 +384,19 @@ def collect_metrics(metrics_paths: Sequence[str | os.PathLike],
             frame = pd.read_csv(path, dtype=str)
             keys = [c for c in ("barcode", "slice") if c in frame]
             labels[path.name.removesuffix(".domains.csv")] = frame.set_index(keys)["domain"]
+    from ..consensus import CONSENSUS_SEED
+
+    is_consensus = table["seed"].astype(str) == CONSENSUS_SEED
     stability = []
-    for _, row in table.iterrows():
+    for i, row in table.iterrows():
         mine = labels.get(row["id"])
-        peers = table.loc[(table["method"] == row["method"]) & (table["id"] != row["id"]), "id"]
+        # a seed's peers are the method's other seeds; the consensus row is scored against every seed
+        peers = table.loc[(table["method"] == row["method"]) & (table["id"] != row["id"]) & ~is_consensus, "id"]
         scores = [ari(*mine.align(labels[p], join="inner")) for p in peers if p in labels] if mine is not None else []
-        stability.append(float(np.mean(scores)) if scores else None)
+        stability.append(float(np.mean(scores)) if scores else row.get("seed_ari_mean"))
     table["seed_ari_mean"] = stability
     first = ["id", "method", "seed"]
-    return table[first + sorted(c for c in table.columns if c not in first)].sort_values(["method", "seed", "id"])
+    table = table[first + sorted(c for c in table.columns if c not in first)]
+    # seeds in numeric order, the consensus after them
+    order = table["seed"].map(lambda s: (1, 0) if str(s) == CONSENSUS_SEED else (0, int(s) if s is not None else -1))
+    return table.assign(_o=order).sort_values(["method", "_o", "id"]).drop(columns="_o")

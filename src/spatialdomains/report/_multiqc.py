@@ -6,9 +6,10 @@ Files written to ``outdir`` (each only when its inputs are given):
     one row per slice: spots and genes before/after QC, median counts, genes and mitochondrial %.
 ``spatialdomains_metrics_mqc.tsv``
     one row per group x method x seed (sample ``<group>_<method>_s<seed>``): every metric of
-    ``spatialdomains evaluate``.
+    ``spatialdomains evaluate``; and one per seed consensus (``<group>_<method>_consensus``, the label
+    metrics of ``spatialdomains consensus``).
 ``spatialdomains_summary_mqc.tsv``
-    one row per group x method: mean and sd over seeds of the headline metrics.
+    one row per group x method: mean and sd over seeds of the headline metrics (consensus rows excluded).
 ``spatialdomains_ari_mqc.tsv``
     the mean ARI (with truth) or silhouette (without) per group x method, for a bar plot.
 ``spatialdomains_mqc_versions.yml``
@@ -55,8 +56,13 @@ def _tsv(df: pd.DataFrame, path: Path) -> Path:
     return write_text_atomic(path, text)
 
 
-def _group_method_seed(path: str | os.PathLike, m: Mapping[str, Any]) -> tuple[str, str, int]:
-    """Group, method and seed of a metrics JSON: its keys, else the Nextflow name ``<group>_<method>_s<seed>``."""
+def _group_method_seed(path: str | os.PathLike, m: Mapping[str, Any]) -> tuple[str, str, int | str]:
+    """Group, method and seed of a metrics JSON: its keys, else the Nextflow name ``<group>_<method>_s<seed>``.
+
+    A seed consensus (``seed`` = ``"consensus"``) keeps that seed.
+    """
+    from ..consensus import CONSENSUS_SEED
+
     method = m.get("method")
     if method is None:
         raise InputError(f"{path}: metrics JSON without 'method' (write it with `spatialdomains evaluate`)")
@@ -70,7 +76,7 @@ def _group_method_seed(path: str | os.PathLike, m: Mapping[str, Any]) -> tuple[s
     if group is None:
         hit = re.match(rf"^(.*?)[_.\-]{re.escape(method)}(?:[_.\-]|$)", stem)
         group = hit.group(1) if hit and hit.group(1) else "all"
-    return str(group), method, int(seed)
+    return str(group), method, (CONSENSUS_SEED if str(seed) == CONSENSUS_SEED else int(seed))
 
 
 def qc_table(qc: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -98,7 +104,8 @@ def metrics_table(metrics: Sequence[str | os.PathLike]) -> pd.DataFrame:
     for p in metrics:
         m = read_json(p)
         group, method, seed = _group_method_seed(p, m)
-        row = {"Sample": f"{group}_{method}_s{seed}", "group": group, "method": method, "seed": seed}
+        run = seed if isinstance(seed, str) else f"s{seed}"
+        row = {"Sample": f"{group}_{method}_{run}", "group": group, "method": method, "seed": seed}
         row.update({k: m.get(k) for k in METRIC_KEYS})
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -108,12 +115,15 @@ def metrics_table(metrics: Sequence[str | os.PathLike]) -> pd.DataFrame:
     if len(dup):
         raise InputError(f"metrics JSONs repeat group/method/seed {sorted(set(dup))}; give each run once")
     keep = ["Sample", "group", "method", "seed"] + [k for k in METRIC_KEYS if df[k].notna().any()]
-    return df[keep].sort_values(["group", "method", "seed"]).reset_index(drop=True)
+    order = df["seed"].map(lambda s: (1, 0) if isinstance(s, str) else (0, s))  # the consensus after the seeds
+    return df[keep].assign(_o=order).sort_values(["group", "method", "_o"]).drop(columns="_o").reset_index(drop=True)
 
 
 def summary_table(per_run: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over the seeds of each group x method (a seed consensus row is not a seed)."""
     rows = []
-    for (g, m), sub in per_run.groupby(["group", "method"], sort=True):
+    seeds_only = per_run[per_run["seed"].map(lambda s: not isinstance(s, str))]
+    for (g, m), sub in seeds_only.groupby(["group", "method"], sort=True):
         row: dict[str, Any] = {"Sample": f"{g}_{m}", "group": g, "method": m, "n_seeds": len(sub)}
         for k in SUMMARY_KEYS:
             if k in sub and sub[k].notna().any():

@@ -17,7 +17,7 @@ def domains(
     random_state: int = 0,
     device: str | None = "auto",
     platform: str = "other",
-    cluster_method: str = "mclust",
+    cluster_method: str = "auto",
     refine: bool | None = None,
     truth_key: str = TRUTH_KEY,
     prep: dict[str, Any] | None = None,

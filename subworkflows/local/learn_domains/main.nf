@@ -1,12 +1,14 @@
 /*
     LEARN_DOMAINS: per group x method PREPARE; per group x method x seed TRAIN -> CLUSTER ->
-    EVALUATE; per group one metrics table (fan-in over methods and seeds)
+    EVALUATE; with several seeds per group x method CONSENSUS of the seeds' domains; per group one
+    metrics table (fan-in over methods, seeds and consensus runs)
 */
 
 include { SPATIALDOMAINS_PREPARE         } from '../../../modules/local/spatialdomains/prepare'
 include { SPATIALDOMAINS_TRAIN           } from '../../../modules/local/spatialdomains/train'
 include { SPATIALDOMAINS_CLUSTER         } from '../../../modules/local/spatialdomains/cluster'
 include { SPATIALDOMAINS_EVALUATE        } from '../../../modules/local/spatialdomains/evaluate'
+include { SPATIALDOMAINS_CONSENSUS       } from '../../../modules/local/spatialdomains/consensus'
 include { SPATIALDOMAINS_COLLECT_METRICS } from '../../../modules/local/spatialdomains/collect_metrics'
 
 workflow LEARN_DOMAINS {
@@ -73,11 +75,33 @@ workflow LEARN_DOMAINS {
     ch_versions = ch_versions.mix(SPATIALDOMAINS_EVALUATE.out.versions)
 
     //
-    // Fan back in per group: one metrics table over every method x seed
+    // With several seeds, per group x method: the consensus of the seeds' domains, scored like a seed
+    //
+    ch_consensus_json    = channel.empty()
+    ch_consensus_domains = channel.empty()
+    n_consensus = seeds.size() > 1 ? methods.size() : 0
+    if (n_consensus) {
+        ch_consensus_in = SPATIALDOMAINS_CLUSTER.out.h5ad
+            .map { meta, h5ad -> [groupKey("${meta.group}_${meta.method}".toString(), seeds.size()), meta, h5ad] }
+            .groupTuple()
+            .map { key, metas, h5ads ->
+                def runs = [metas, h5ads].transpose().sort { run -> run[0].id }
+                def meta = runs[0][0] + [id: "${runs[0][0].group}_${runs[0][0].method}_consensus".toString(), seed: 'consensus']
+                [meta, runs.collect { run -> run[1] }, meta.method]
+            }
+        SPATIALDOMAINS_CONSENSUS(ch_consensus_in)
+        ch_consensus_json    = SPATIALDOMAINS_CONSENSUS.out.json
+        ch_consensus_domains = SPATIALDOMAINS_CONSENSUS.out.domains
+        ch_versions = ch_versions.mix(SPATIALDOMAINS_CONSENSUS.out.versions)
+    }
+
+    //
+    // Fan back in per group: one metrics table over every method x seed (and consensus)
     //
     ch_collect_in = SPATIALDOMAINS_EVALUATE.out.json
         .join(SPATIALDOMAINS_CLUSTER.out.domains)
-        .map { meta, json, domains -> [groupKey(meta.group, methods.size() * seeds.size()), meta, json, domains] }
+        .mix(ch_consensus_json.join(ch_consensus_domains))
+        .map { meta, json, domains -> [groupKey(meta.group, methods.size() * seeds.size() + n_consensus), meta, json, domains] }
         .groupTuple()
         .map { key, metas, jsons, domains ->
             def runs = [metas, jsons, domains].transpose().sort { run -> run[0].id }
@@ -94,6 +118,7 @@ workflow LEARN_DOMAINS {
     clustered = SPATIALDOMAINS_CLUSTER.out.h5ad          // channel: [ meta, h5ad ]           embedding + domains
     domains   = SPATIALDOMAINS_CLUSTER.out.domains       // channel: [ meta, domains.csv ]
     metrics   = SPATIALDOMAINS_EVALUATE.out.json         // channel: [ meta, metrics.json ]
+    consensus = ch_consensus_json                        // channel: [ meta, metrics.json ]   group x method, several seeds
     tables    = SPATIALDOMAINS_COLLECT_METRICS.out.csv   // channel: [ meta, metrics.csv ]    per group
     versions  = ch_versions                              // channel: [ versions.yml ]
 }
