@@ -15,6 +15,7 @@ Usage::
     python benchmarks/scaling.py --million --device cuda      # adds 1,000,000 spots
     python benchmarks/scaling.py --modes exact,sampled --max-exact 100000
     python benchmarks/scaling.py --methods spotscape --modes full,bf16,minibatch --sizes 1000,10000
+    python benchmarks/scaling.py --methods staig,spotscape --sizes 1000000 --genes 300 --data-cache /tmp/sd
 
 Writes ``<out>/scaling<_tag>.json`` and a markdown table beside it. Adding a method = one
 ``METHOD_SETUP`` entry (config overrides per loss mode).
@@ -57,7 +58,6 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     warnings.filterwarnings("ignore")
     import torch
 
-    from spatialdomains import synthetic
     from spatialdomains.models import get_method
     from spatialdomains.pp import prepare_group
     from spatialdomains.tl import parse_overrides
@@ -67,7 +67,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     proc = psutil.Process()
     t0 = time.perf_counter()
-    a = synthetic.make_slice(args.n, 7, args.genes, seed=0)
+    a = _synthetic_slice(args.n, args.genes, args.data_cache)
     gen_s = time.perf_counter() - t0
     spec = get_method(args.method)
     t0 = time.perf_counter()
@@ -100,9 +100,29 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "device": res.info.get("device"), "threads": torch.get_num_threads(),
         "loss_tile": res.info.get("loss_tile"), "variant": res.info.get("variant"),
     }
-    if "peak_gpu_mb" in res.info:  # STAIG called it cuda_max_memory_allocated_mb before 0.2
+    if res.info.get("peak_gpu_mb") is not None:  # STAIG called it cuda_max_memory_allocated_mb before 0.2
         out["cuda_max_memory_allocated_mb"] = res.info["peak_gpu_mb"]
     return out
+
+
+def _synthetic_slice(n: int, genes: int, cache: Path | None):
+    """The synthetic slice of ``n`` spots, read from ``cache`` when an earlier child wrote it (the second
+    method at 1M spots then skips a minute of generation)."""
+    from spatialdomains import synthetic
+
+    if cache is None:
+        return synthetic.make_slice(n, 7, genes, seed=0)
+    import anndata as ad
+
+    path = Path(cache) / f"synthetic_{n}x{genes}.h5ad"
+    if path.exists():
+        return ad.read_h5ad(path)
+    a = synthetic.make_slice(n, 7, genes, seed=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.h5ad")
+    a.write_h5ad(tmp)
+    tmp.replace(path)  # atomic: a child killed mid-write leaves no file the next one would trust
+    return a
 
 
 def markdown(rows: list[dict]) -> str:
@@ -112,7 +132,7 @@ def markdown(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['method']} | {r['mode']} | {r['n']} | | | | failed: {r['error'][:60]} | | | |")
             continue
-        cuda = f"{r['cuda_max_memory_allocated_mb']:.0f}" if "cuda_max_memory_allocated_mb" in r else ""
+        cuda = f"{r['cuda_max_memory_allocated_mb']:.0f}" if r.get("cuda_max_memory_allocated_mb") is not None else ""
         lines.append(f"| {r['method']} | {r['mode']} | {r['n_spots']} | {r['n_features']} | {r['device']} | "
                      f"{r['threads']} | {r['seconds_per_epoch']:.3f} | {r['fit_rss_growth_mb']:.0f} | "
                      f"{r['peak_rss_mb']:.0f} | {cuda} |")
@@ -136,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=int, default=3600, help="seconds per run")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--tag", default="")
+    p.add_argument("--data-cache", type=Path, default=None,
+                   help="folder to keep each size's synthetic slice in, shared by the methods' runs")
     # internal: child mode
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
@@ -166,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [sys.executable, __file__, "--child", "--method", method, "--mode", mode, "--n", str(n),
                        "--epochs", str(args.epochs), "--genes", str(args.genes), "--hvg", str(args.hvg),
                        "--device", args.device, "--threads", str(args.threads)]
+                if args.data_cache:
+                    cmd += ["--data-cache", str(args.data_cache)]
                 t0 = time.perf_counter()
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,

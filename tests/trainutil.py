@@ -1,6 +1,8 @@
-"""Helpers for training tests: a job killed right after its n-th checkpoint."""
+"""Helpers for training tests: the device they train on, a job killed right after its n-th checkpoint."""
 
 from __future__ import annotations
+
+import os
 
 
 class Killed(Exception):
@@ -27,3 +29,8 @@ def kill_after_checkpoints(monkeypatch, n: int) -> list[int]:
 
     monkeypatch.setattr(T, "save_checkpoint", save_then_die)
     return saved
+
+
+#: Device the training tests run on: ``cpu`` here and in CI; ``benchmarks/gpu_check.sh`` sets
+#: ``SPATIALDOMAINS_TEST_DEVICE=cuda`` on a GPU machine so that the same assertions cover the CUDA paths.
+DEVICE = os.environ.get("SPATIALDOMAINS_TEST_DEVICE", "cpu")

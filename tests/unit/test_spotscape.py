@@ -18,6 +18,7 @@ from spatialdomains.nn import kmeans_prototypes
 from spatialdomains.nn.losses import spotscape as L
 from spatialdomains.pp import PrepConfig, prepare_group
 from spatialdomains.train import TrainOptions, native_bf16, resolve_precision
+from trainutil import DEVICE
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def one_prepared():
 
 def _fit(adata, epochs, seed=0, n_domains=None, **cfg):
     config = S.SpotscapeConfig(epochs=epochs, **cfg)
-    return S.fit_spotscape(adata, config=config, device="cpu", seed=seed, n_domains=n_domains,
+    return S.fit_spotscape(adata, config=config, device=DEVICE, seed=seed, n_domains=n_domains,
                            train_options=TrainOptions(epochs=epochs, progress=False))
 
 
@@ -358,7 +359,7 @@ def test_resume_equals_uninterrupted_training(tmp_path, monkeypatch, mode):
     options = TrainOptions(epochs=6, checkpoint=tmp_path / "spotscape.pt", checkpoint_every=2, progress=False)
 
     def fit(train_options):
-        return S.fit_spotscape(adata.copy(), config=cfg, device="cpu", random_state=4, train_options=train_options)
+        return S.fit_spotscape(adata.copy(), config=cfg, device=DEVICE, random_state=4, train_options=train_options)
 
     torch.use_deterministic_algorithms(True)
     try:

@@ -31,6 +31,7 @@ from spatialdomains.nn.augment import (
 )
 from spatialdomains.nn.losses.staig import PairwiseLogSum, SampledLogDenominator, make_loss_plan, staig_loss
 from spatialdomains.train import TrainingDiverged, TrainOptions
+from trainutil import DEVICE
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,8 +338,8 @@ def test_fit_reproducible_and_loss_decreases(small_slice):
     # drift apart by float rounding that 60 epochs amplify (seen up to 3e-5 on a loaded machine).
     torch.use_deterministic_algorithms(True)
     try:
-        r1 = fit_staig(small_slice.copy(), config=cfg, random_state=3, device="cpu")
-        r2 = fit_staig(small_slice.copy(), config=cfg, random_state=3, device="cpu")
+        r1 = fit_staig(small_slice.copy(), config=cfg, random_state=3, device=DEVICE)
+        r2 = fit_staig(small_slice.copy(), config=cfg, random_state=3, device=DEVICE)
     finally:
         torch.use_deterministic_algorithms(False)
     assert r1.embedding.dtype == np.float32 and r1.embedding.shape == (small_slice.n_obs, 64)
@@ -347,23 +348,23 @@ def test_fit_reproducible_and_loss_decreases(small_slice):
     assert loss[-10:].mean() < loss[:5].mean() - 1e-3
     assert r1.info["variant"] == "plain" and r1.info["edge_drop_source"] == "gene"
     assert set(r1.state_dict) >= {"encoder.act.weight", "head.fc1.weight"}
-    r3 = fit_staig(small_slice.copy(), config=cfg, random_state=4, device="cpu")
+    r3 = fit_staig(small_slice.copy(), config=cfg, random_state=4, device=DEVICE)
     assert np.abs(r1.embedding - r3.embedding).max() > 1e-2
 
 
 def test_fit_picks_variant(small_slice):
     cfg = StaigConfig(epochs=2, n_pseudo=10)
     with_image = _prepared(n_spots=400, image=True)
-    res = fit_staig(with_image, config=cfg, device="cpu")
+    res = fit_staig(with_image, config=cfg, device=DEVICE)
     assert res.info["variant"] == "debiased" and res.info["edge_drop_source"] == "image"
-    res = fit_staig(with_image, config=dataclasses.replace(cfg, debiased=False, edge_drop_source="fixed"), device="cpu")
+    res = fit_staig(with_image, config=dataclasses.replace(cfg, debiased=False, edge_drop_source="fixed"), device=DEVICE)
     assert res.info["variant"] == "plain" and res.info["edge_drop_source"] == "fixed"
     two = small_slice.copy()
     two.obs["slice"] = np.where(np.arange(two.n_obs) % 2 == 0, "a", "b")
     two.obs["slice"] = two.obs["slice"].astype("category")
-    assert fit_staig(two, config=cfg, device="cpu").info["variant"] == "multi"
+    assert fit_staig(two, config=cfg, device=DEVICE).info["variant"] == "multi"
     with pytest.raises(Exception, match="X_image"):
-        fit_staig(small_slice.copy(), config=dataclasses.replace(cfg, edge_drop_source="image"), device="cpu")
+        fit_staig(small_slice.copy(), config=dataclasses.replace(cfg, edge_drop_source="image"), device=DEVICE)
 
 
 def test_nan_input_raises_the_trainer_error_with_the_epoch(small_slice):
@@ -371,7 +372,7 @@ def test_nan_input_raises_the_trainer_error_with_the_epoch(small_slice):
     bad.X = bad.X.toarray() if sp.issparse(bad.X) else np.asarray(bad.X).copy()  # prepare_group's X is CSR
     bad.X[5, :] = np.nan
     with pytest.raises(TrainingDiverged, match="epoch 0"):
-        fit_staig(bad, config=StaigConfig(epochs=5, edge_drop_source="fixed"), device="cpu")
+        fit_staig(bad, config=StaigConfig(epochs=5, edge_drop_source="fixed"), device=DEVICE)
 
 
 def test_missing_graph_is_an_input_error(small_slice):
@@ -380,7 +381,7 @@ def test_missing_graph_is_an_input_error(small_slice):
     bad = small_slice.copy()
     del bad.obsp["spatial_connectivities"]
     with pytest.raises(InputError, match="spatial_connectivities"):
-        fit_staig(bad, config=StaigConfig(epochs=1), device="cpu")
+        fit_staig(bad, config=StaigConfig(epochs=1), device=DEVICE)
 
 
 @pytest.mark.slow
@@ -392,7 +393,7 @@ def test_synthetic_layers_are_recovered():
     # tau = 1: the synthetic programmes are far cleaner than Visium counts, and the near-flat softmax
     # of the DLPFC defaults (tau = 10 or 20) separates them too slowly for a CPU test (ARI ~0.5 after 400
     # epochs at tau = 10). On DLPFC the order is reversed (tau = 1: ARI 0.39; tau = 20: 0.59), see docs/methods.md.
-    res = fit_staig(a, config=StaigConfig(tau=1.0), random_state=0, device="cpu")
+    res = fit_staig(a, config=StaigConfig(tau=1.0), random_state=0, device=DEVICE)
     labels = KMeans(5, n_init=10, random_state=0).fit_predict(res.embedding)
     truth = a.obs["truth"].to_numpy()
     ok = ~a.obs["truth"].isna().to_numpy()
@@ -441,11 +442,11 @@ def test_resume_equals_uninterrupted_training(small_slice, tmp_path, monkeypatch
     options = TrainOptions(epochs=6, checkpoint=tmp_path / "staig.pt", checkpoint_every=2, progress=False)
     torch.use_deterministic_algorithms(True)
     try:
-        whole = fit_staig(small_slice.copy(), config=cfg, random_state=5, device="cpu")
+        whole = fit_staig(small_slice.copy(), config=cfg, random_state=5, device=DEVICE)
         saved = kill_after_checkpoints(monkeypatch, 2)
         with pytest.raises(Killed):
-            fit_staig(small_slice.copy(), config=cfg, random_state=5, device="cpu", train_options=options)
-        resumed = fit_staig(small_slice.copy(), config=cfg, random_state=5, device="cpu",
+            fit_staig(small_slice.copy(), config=cfg, random_state=5, device=DEVICE, train_options=options)
+        resumed = fit_staig(small_slice.copy(), config=cfg, random_state=5, device=DEVICE,
                             train_options=dataclasses.replace(options, resume=True))
     finally:
         torch.use_deterministic_algorithms(False)
