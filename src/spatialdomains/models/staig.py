@@ -36,8 +36,7 @@ __all__ = ["StaigConfig", "STAIG_PREP", "STAIG_PREP_MULTI", "StaigEncoder", "Pro
            "pseudo_labels", "fit_staig"]
 
 EDGE_DROP_SOURCES = ("auto", "image", "gene", "fixed")
-#: Features at most this dense are kept sparse (CSR) on the device: the first layer's products then
-#: cost O(nnz) instead of O(N G).
+#: Features at most this dense stay sparse (CSR) on the device: first-layer products cost O(nnz), not O(N G).
 SPARSE_DENSITY = 0.3
 #: ``-p`` keys of 0.1 and their names now (accepted with a deprecation message until 0.3)
 RENAMED = {"hidden": "out_channels", "proj": "proj_channels", "p_f1": "feature_mask[0]", "p_f2": "feature_mask[1]",
@@ -47,11 +46,10 @@ RENAMED = {"hidden": "out_channels", "proj": "proj_channels", "p_f1": "feature_m
 
 @dataclass(frozen=True)
 class StaigConfig:
-    """Hyperparameters of STAIG: one default for every slice of a platform (``docs/methods.md``): the
-    reference code's architecture and optimiser and the paper's 400 epochs (spec A5-A7); where paper and
-    code differ, the reference's DLPFC values (masking, Q) and our own temperature. Field names are shared with :class:`SpotscapeConfig`
-    where the concept is the same (``epochs``, ``lr``, ``out_channels``, ``edge_drop``, ``feature_mask``,
-    ``precision``)."""
+    """Hyperparameters of STAIG, one default for every slice of a platform (``docs/methods.md``): the reference
+    code's architecture and optimiser, the paper's 400 epochs (spec A5-A7), the reference's DLPFC values where
+    paper and code differ (masking, Q) and our own temperature. Fields shared with :class:`SpotscapeConfig`
+    keep its names (``epochs``, ``lr``, ``out_channels``, ``edge_drop``, ``feature_mask``, ``precision``)."""
 
     epochs: int = 400  #: training epochs (full batch: one optimiser step each)
     lr: float = 5e-4  #: Adam (spec A7)
