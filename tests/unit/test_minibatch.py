@@ -48,12 +48,13 @@ def _ari(adata, emb) -> float:
 
 @pytest.mark.parametrize("method", ["staig", "spotscape"])
 def test_minibatch_recovers_the_synthetic_layers(method):
-    """600 spots in batches of 150 seeds (4 per epoch), 150 steps in all: the layers come out."""
-    adata = _slice(600, method)
-    res = _fit(adata, method, batch_mode="minibatch", batch_size=150, max_steps=150)
-    assert res.info["batch_mode"] == "minibatch" and res.info["steps"] == 150
+    """500 spots in batches of 125 seeds (4 per epoch), 100 steps in all: the layers come out."""
+    adata = _slice(500, method)
+    small = {} if method == "staig" else {"hidden_channels": 64, "decoder_hidden": 64, "lr": 3e-3}
+    res = _fit(adata, method, batch_mode="minibatch", batch_size=125, max_steps=100, **small)
+    assert res.info["batch_mode"] == "minibatch" and res.info["steps"] == 100
     assert res.embedding.shape[0] == adata.n_obs and np.isfinite(res.embedding).all()
-    # measured on this slice: STAIG 0.63, Spotscape 0.62 (full batch, same steps: 0.62 / 0.61)
+    # measured on this slice (seed 0): STAIG 0.622, Spotscape 0.727; full batch, 100 steps: 0.596 / 0.754
     assert _ari(adata, res.embedding) >= 0.45
 
 
