@@ -10,7 +10,7 @@ import os
 
 from ._utils import InputError
 
-__all__ = ["resolve_device", "native_bf16", "resolve_precision", "memory_budget", "peak_rss_mb",
+__all__ = ["MEMORY_ENV", "resolve_device", "native_bf16", "resolve_precision", "memory_budget", "peak_rss_mb",
            "reset_peak_memory", "peak_gpu_mb"]
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -60,13 +60,27 @@ def resolve_precision(precision: str, device) -> str:
     return precision
 
 
+#: environment variable with the task's memory in GB (the pipeline sets it from ``task.memory``)
+MEMORY_ENV = "SPATIALDOMAINS_MAX_MEMORY"
+
+
 def memory_budget(device, budget_gb: float | None = None) -> float:
-    """Bytes a full-batch run may use: ``budget_gb`` when given, else 80 % of free GPU memory or 60 % of
-    available RAM (8 GB when psutil is missing)."""
+    """Bytes a training run may use: ``budget_gb`` when given; on a CPU, else 80 % of
+    ``$SPATIALDOMAINS_MAX_MEMORY`` GB (the task's memory: the rest is left to Python, AnnData and the
+    allocator); else 80 % of free GPU memory or 60 % of available RAM (8 GB when psutil is missing).
+
+    The task's memory limits host RAM, not a GPU's memory, so on CUDA the free GPU memory decides.
+    """
     import torch
 
     if budget_gb is not None:
         return budget_gb * 1e9
+    env = os.environ.get(MEMORY_ENV, "").strip()
+    if env and device.type != "cuda":
+        try:
+            return 0.8 * float(env) * 1e9
+        except ValueError:
+            raise InputError(f"{MEMORY_ENV}={env!r} is not a number of GB") from None
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return 0.8 * free

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,11 +24,14 @@ import pandas as pd
 from . import _logging as logg
 from ._device import memory_budget, native_bf16, peak_gpu_mb, peak_rss_mb, reset_peak_memory, resolve_device, \
     resolve_precision
-from ._utils import atomic_path, seed_everything
+from ._utils import InputError, atomic_path, seed_everything
 
 __all__ = ["resolve_device", "resolve_precision", "native_bf16", "memory_budget", "peak_rss_mb", "peak_gpu_mb",
            "reset_peak_memory", "TrainingDiverged", "TrainOptions", "run_training", "seed_everything",
-           "save_checkpoint", "rng_state", "set_rng_state"]
+           "save_checkpoint", "rng_state", "set_rng_state", "BATCH_MODES", "BatchingConfig", "choose_batch_mode",
+           "gcn_memory"]
+
+BATCH_MODES = ("auto", "full", "minibatch")
 
 
 class TrainingDiverged(RuntimeError):
@@ -49,6 +53,94 @@ class TrainOptions:
     progress: bool = True  #: tqdm bar on stderr
     log_every: int = 50  #: epochs between log lines
     deterministic: bool = False  #: torch deterministic algorithms (bitwise repeatable, slower on GPU)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    """How a GCN method batches its training; the same fields in every method's config (``-p`` keys).
+
+    ``batch_mode="auto"`` trains full batch while ``N <= minibatch_above`` and the full-batch memory
+    estimate fits the budget, else on mini-batches: ``batch_size`` spatially compact seed spots with
+    their k-hop halo per step, for ``max_steps`` optimiser steps whatever N is (fewer only when the
+    epochs give fewer: ``min(max_steps, epochs x ceil(N / batch_size))``), then every spot is embedded
+    in one O(N) pass. The budget is ``max_memory_gb``, else ``$SPATIALDOMAINS_MAX_MEMORY`` (the
+    pipeline's ``task.memory``), else probed (:func:`memory_budget`).
+    """
+
+    batch_mode: str = "auto"  #: auto | full | minibatch
+    minibatch_above: int = 50_000  #: auto: mini-batches above this many spots
+    batch_size: int = 4096  #: seed spots per mini-batch
+    max_steps: int = 1000  #: optimiser steps in mini-batch mode (independent of N)
+    max_memory_gb: float | None = None  #: memory budget; None: $SPATIALDOMAINS_MAX_MEMORY, else probed
+    #: deprecated (Spotscape 0.1): budget of auto's full-batch choice only; use ``max_memory_gb``
+    memory_budget_gb: float | None = None
+
+    def __post_init__(self):
+        name = type(self).__name__
+        if self.batch_mode not in BATCH_MODES:
+            raise InputError(f"{name}: batch_mode must be auto, full or minibatch, got {self.batch_mode!r}")
+        if min(self.batch_size, self.max_steps) < 1 or self.minibatch_above < 0:
+            raise InputError(f"{name}: batch_size and max_steps must be >= 1 and minibatch_above >= 0, got "
+                             f"{self.batch_size}, {self.max_steps}, {self.minibatch_above}")
+        for key in ("max_memory_gb", "memory_budget_gb"):
+            if getattr(self, key) is not None and not getattr(self, key) > 0:
+                raise InputError(f"{name}: {key} must be > 0 GB or None, got {getattr(self, key)!r}")
+        if self.memory_budget_gb is not None:
+            warnings.warn(f"{name}(memory_budget_gb=...) is deprecated and will be removed in 0.3.0; use "
+                          "max_memory_gb (which also stops a mini-batch run that does not fit)", FutureWarning,
+                          stacklevel=3)
+
+    def training_steps(self, mode: str, epochs: int, steps_per_epoch: int) -> int:
+        """Optimiser steps of a run: ``epochs`` full batch; the fixed budget in mini-batch mode."""
+        return int(epochs) if mode == "full" else min(int(self.max_steps), int(epochs) * int(steps_per_epoch))
+
+
+def choose_batch_mode(config: BatchingConfig, n_spots: int, device, full_bytes: float,
+                      minibatch_bytes: Callable[[], float], *, name: str) -> tuple[str, float, float]:
+    """The batch mode of a run, its memory estimate and the budget (bytes), logged before training.
+
+    ``minibatch_bytes`` is called only when mini-batches are considered. Raises :class:`InputError`
+    naming the parameters to change when the chosen mode's estimate exceeds the budget.
+    """
+    budget = memory_budget(device, config.max_memory_gb)
+    # the deprecated key keeps its 0.1 meaning: it only decides auto's choice
+    choice = budget if config.memory_budget_gb is None else config.memory_budget_gb * 1e9
+    mode = config.batch_mode
+    if mode == "auto":
+        mode = "full" if n_spots <= config.minibatch_above and full_bytes <= choice else "minibatch"
+    est = full_bytes if mode == "full" else minibatch_bytes()
+    why = (f"N={n_spots} > minibatch_above={config.minibatch_above}" if n_spots > config.minibatch_above
+           else f"full-batch estimate {full_bytes / 1e9:.2f} GB")
+    logg.info(f"{name}: {mode} batch, memory estimate {est / 1e9:.2f} GB vs budget {budget / 1e9:.2f} GB"
+              + (f" (batch_mode=auto: {why})" if config.batch_mode == "auto" else "")
+              + (f", batch_size={config.batch_size}, max_steps={config.max_steps}" if mode == "minibatch" else ""))
+    if est > budget:
+        if mode == "full":
+            raise InputError(
+                f"{name}: batch_mode=full needs an estimated {est / 1e9:.2f} GB but the memory budget is "
+                f"{budget / 1e9:.2f} GB; set batch_mode=auto or batch_mode=minibatch (with a smaller "
+                f"batch_size if needed), or raise max_memory_gb (or the task's memory)")
+        raise InputError(
+            f"{name}: mini-batch training (batch_size={config.batch_size}) needs an estimated {est / 1e9:.2f} GB "
+            f"but the memory budget is {budget / 1e9:.2f} GB; lower batch_size, or raise max_memory_gb (or "
+            f"the task's memory); batch_mode=full would need {full_bytes / 1e9:.2f} GB")
+    return mode, est, budget
+
+
+def gcn_memory(n_rows: int, n_edges: int | None = None, *, n_features: int, widths: list[int], n_views: int = 2,
+               density: float = 1.0, sparse: bool = False, bytes_per_value: int = 4, values_per_row: int = 0,
+               fixed: float = 0.0) -> dict[str, float]:
+    """Rough bytes to train a GCN on ``n_rows`` nodes at once: X (dense, or CSR with its transpose), per
+    view ~3 tensors of every layer width with gradients, per-view normalised edges, the first layer's
+    weight with gradient and two Adam moments, plus the method's own ``values_per_row`` per node (its
+    loss terms) and ``fixed`` bytes (e.g. a loss's tiles)."""
+    n, b = float(n_rows), bytes_per_value
+    edges = float(n_edges if n_edges is not None else 8 * n_rows)
+    x = 2 * density * n * n_features * (b + 8) if sparse else n * n_features * b
+    acts = n_views * 2 * 3 * n * sum(widths) * b + n * values_per_row * b + fixed
+    graph = n_views * edges * (16 + b)
+    params = 4 * n_features * widths[0] * b
+    return {"x": x, "activations": acts, "graph": graph, "parameters": params, "total": x + acts + graph + params}
 
 
 def rng_state() -> dict[str, Any]:
@@ -86,9 +178,11 @@ def run_training(
     options: TrainOptions,
     *,
     steps_per_epoch: int = 1,
+    max_steps: int | None = None,
     name: str = "model",
 ) -> pd.DataFrame:
-    """Optimise ``model`` for ``options.epochs`` epochs of ``steps_per_epoch`` steps each.
+    """Optimise ``model`` for ``options.epochs`` epochs of ``steps_per_epoch`` steps each, or for
+    ``max_steps`` optimiser steps in all when that is fewer (the last epoch may then be partial).
 
     Returns the loss history, one row per epoch: ``epoch``, every loss term (mean over the epoch's
     steps) and ``seconds``. Checkpoints are written at epoch ends; resuming restores the model, the
@@ -99,21 +193,23 @@ def run_training(
     """
     history: list[dict] = []
     first_epoch = 0
+    total = options.epochs * steps_per_epoch if max_steps is None else min(max_steps, options.epochs * steps_per_epoch)
+    last_epoch = math.ceil(total / max(steps_per_epoch, 1))
     if options.resume and options.checkpoint and Path(options.checkpoint).exists():
         first_epoch, history = load_checkpoint(options.checkpoint, model, optimizer, step)
         logg.info(f"resumed {name} from {options.checkpoint} at epoch {first_epoch}")
     bar = None
-    if options.progress and first_epoch < options.epochs:
+    if options.progress and first_epoch < last_epoch:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=options.epochs, initial=first_epoch, desc=f"training {name}", leave=False,
+        bar = tqdm(total=last_epoch, initial=first_epoch, desc=f"training {name}", leave=False,
                    mininterval=1.0, disable=None)
     start = time.perf_counter()
     model.train()
-    for epoch in range(first_epoch, options.epochs):
+    for epoch in range(first_epoch, last_epoch):
         t0 = time.perf_counter()
         rows = []
-        for batch in range(steps_per_epoch):
+        for batch in range(min(steps_per_epoch, total - epoch * steps_per_epoch)):
             optimizer.zero_grad(set_to_none=True)
             terms = step(epoch, batch)
             loss = terms["loss"]
@@ -132,15 +228,15 @@ def run_training(
             bar.update(1)
             bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", refresh=False)
         if options.log_every and (epoch + 1) % options.log_every == 0:
-            logg.debug(f"{name} epoch {epoch + 1}/{options.epochs} loss {history[-1]['loss']:.5f}")
+            logg.debug(f"{name} epoch {epoch + 1}/{last_epoch} loss {history[-1]['loss']:.5f}")
         if options.checkpoint and options.checkpoint_every and (epoch + 1) % options.checkpoint_every == 0:
             save_checkpoint(options.checkpoint, model, optimizer, epoch, history, step)
     if bar is not None:
         bar.close()
     if options.checkpoint:
-        save_checkpoint(options.checkpoint, model, optimizer, options.epochs - 1, history, step)
+        save_checkpoint(options.checkpoint, model, optimizer, last_epoch - 1, history, step)
     model.eval()
-    logg.info(f"trained {name} for {options.epochs - first_epoch} epochs", time=start)
+    logg.info(f"trained {name} for {last_epoch - first_epoch} epochs ({total} steps in all)", time=start)
     return pd.DataFrame(history)
 
 

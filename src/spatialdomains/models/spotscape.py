@@ -3,14 +3,13 @@
 Clean-room implementation of ``shared/spec/algorithms.md`` Part B with the scalable forms of Part D3:
 the config, the modules, one training step and :func:`fit_spotscape` (method ``"spotscape"``), built
 from :mod:`spatialdomains.nn` (GCN layer, constant-feature products, augmentations, the loss terms of
-:mod:`spatialdomains.nn.losses.spotscape`, on-device k-means, batches). Large data: full batch while
-the memory estimate fits, otherwise spatial seed batches with their 2-hop induced subgraph and globally
-normalised edge weights (:class:`~spatialdomains.nn.SpatialBatchSampler`), so every seed's GCN output
-equals its full-graph value.
+:mod:`spatialdomains.nn.losses.spotscape`, on-device k-means, batches). Large data: a fixed budget of
+``max_steps`` steps on spatial seed batches with their 2-hop halo (:class:`~spatialdomains.train.BatchingConfig`).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import asdict, dataclass
 
@@ -31,6 +30,7 @@ from ..nn.losses.spotscape import (pcl_granularities, prototypical_contrastive_l
 from ..nn.sampler import Batch
 from ..nn.sparse import prefer_sparse
 from ..pp import PrepConfig
+from ..train import BatchingConfig, choose_batch_mode
 from . import MethodSpec, register
 from ._base import FitResult, slice_codes
 
@@ -39,12 +39,11 @@ __all__ = ["SpotscapeConfig", "SPOTSCAPE_PREP", "SpotscapeEncoder", "SpotscapeDe
 
 
 @dataclass(frozen=True)
-class SpotscapeConfig:
+class SpotscapeConfig(BatchingConfig):
     """Hyperparameters of Spotscape. Defaults follow the reference code / paper Table 2 (spec E2).
 
     ``lr=None`` picks the spec's DLPFC values: 1e-4 for one slice, 5e-4 for several (integration).
-    ``batch_mode``: ``"auto"`` trains full batch while the memory estimate (logged before training)
-    fits the budget, else mini-batches; ``"full"`` / ``"minibatch"`` force a mode.
+    Batching (``batch_mode``, ``batch_size``, ``max_steps``, ...): :class:`~spatialdomains.train.BatchingConfig`.
     ``use_sc`` / ``use_pcl`` / ``use_ss`` switch single loss terms off for ablations.
     """
 
@@ -60,16 +59,13 @@ class SpotscapeConfig:
     lambda_ss: float = 1.0
     pcl_tau: float = 0.75
     granularities: tuple[float, ...] = (1.0, 1.5, 2.0)  #: prototype counts = these x n_domains
-    pcl_warmup: int = 500  #: PCL starts at this epoch (capped at epochs // 2)
+    pcl_warmup: int = 500  #: PCL starts at this epoch (at most half of the epochs that run)
     kmeans_iter: int = 20
     kmeans_points_per_centroid: int = 256  #: k-means subsample, as faiss does
     ss_top_k: int = 5
     epochs: int = 1000
     lr: float | None = None  #: None: 1e-4 single slice, 5e-4 several slices
     weight_decay: float = 1e-4
-    batch_mode: str = "auto"  #: auto | full | minibatch
-    batch_size: int = 4096  #: seed spots per mini-batch
-    memory_budget_gb: float | None = None  #: auto mode budget; None: 60% of free RAM / 80% of free GPU
     use_sc: bool = True
     use_pcl: bool = True
     use_ss: bool = True
@@ -296,8 +292,6 @@ def _checked_inputs(adata, config: SpotscapeConfig) -> tuple[bool, np.ndarray, l
     x = adata.X
     if not np.isfinite(x.data if sp.issparse(x) else np.asarray(x)).all():
         raise InputError("X holds NaN/inf values: prepare the group from raw counts (pp.prepare_group)")
-    if config.batch_mode not in ("auto", "full", "minibatch"):
-        raise InputError(f"batch_mode must be auto, full or minibatch, got {config.batch_mode!r}")
     return (prefer_sparse(x, config.sparse_input), *slice_codes(adata))
 
 
@@ -330,8 +324,8 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     ``config.impute``), ``info`` (device, batch mode, memory estimate, lr, timings).
     """
     from ..graph import adjacency_from_adata
-    from ..train import TrainOptions, memory_budget, peak_gpu_mb, peak_rss_mb, resolve_device, resolve_precision, \
-        run_training, seed_everything
+    from ..train import TrainOptions, peak_gpu_mb, peak_rss_mb, resolve_device, resolve_precision, run_training, \
+        seed_everything
 
     sparse, codes, slice_names = _checked_inputs(adata, config)
     dev = resolve_device(device)
@@ -346,15 +340,19 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     low_precision = precision == "bfloat16"
     density = (x.nnz if sp.issparse(x) else np.count_nonzero(x)) / max(n * g, 1) if sparse else 1.0
     est = estimate_memory(n, g, config, density=density, sparse=sparse, n_edges=adj.nnz + n)  # bytes
-    budget = memory_budget(dev, config.memory_budget_gb)
-    mode = config.batch_mode if config.batch_mode != "auto" else "full" if est["total"] <= budget else "minibatch"
+    sampler = functools.cache(lambda: SpatialBatchSampler(adj, config.batch_size, num_hops=2,
+                                                          random_state=random_state, device=dev))
+
+    def minibatch_bytes() -> float:  # one batch with its halo, or the O(N) embedding pass after training
+        rows, edges = sampler().typical_size()
+        embed = est["x"] + 4 * n * (2 * config.hidden_channels + 2 * config.out_channels)
+        return max(estimate_memory(rows, g, config, density=density, sparse=sparse, n_edges=edges)["total"], embed)
+
     epochs = int(options.epochs)
-    warmup = min(config.pcl_warmup, epochs // 2)
     lr = config.learning_rate(n_slices)
-    logg.info(f"Spotscape: {n} spots x {g} features, {n_slices} slice(s), {adj.nnz} edges, device {dev}, "
-              f"{precision} feature products; full-batch memory estimate {est['total'] / 1e9:.2f} GB "
-              f"(X {est['x'] / 1e9:.2f} GB, {'sparse' if sparse else 'dense'}) vs budget {budget / 1e9:.2f} GB "
-              f"-> {mode} mode, lr {lr:g}")
+    logg.info(f"Spotscape: {n} spots x {g} features ({'sparse' if sparse else 'dense'}), {n_slices} slice(s), "
+              f"{adj.nnz} edges, device {dev}, {precision} feature products, lr {lr:g}")
+    mode, mem, budget = choose_batch_mode(config, n, dev, est["total"], minibatch_bytes, name="Spotscape")
 
     model = Spotscape(SpotscapeEncoder(g, config.hidden_channels, config.out_channels, config.bn_momentum),
                       SpotscapeDecoder(config.out_channels, config.decoder_hidden, g)).to(dev)
@@ -362,13 +360,14 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     if mode == "full":
         batches = FullBatch(x, adj, dev, drops=config.edge_drop, sparse=sparse, low_precision=low_precision)
     else:
-        sampler = SpatialBatchSampler(adj, config.batch_size, num_hops=2, random_state=random_state, device=dev)
-        batches = MiniBatches(x, sampler, dev, drops=config.edge_drop, sparse=sparse, low_precision=low_precision)
+        batches = MiniBatches(x, sampler(), dev, drops=config.edge_drop, sparse=sparse, low_precision=low_precision)
+    steps = config.training_steps(mode, epochs, len(batches))  # mini-batch: a fixed budget, not N-dependent
+    warmup = min(config.pcl_warmup, -(-steps // len(batches)) // 2)  # at most half of the epochs that run
     step = SpotscapeStep(model, batches, torch.as_tensor(codes, device=dev), config, warmup=warmup,
                          n_domains=n_domains, random_state=random_state)
-
     t0, c0 = time.perf_counter(), time.process_time()
-    history = run_training(model, optimizer, step, options, steps_per_epoch=len(batches), name="spotscape")
+    history = run_training(model, optimizer, step, options, steps_per_epoch=len(batches), max_steps=steps,
+                           name="spotscape")
     train_seconds, train_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
 
     start = logg.info("Spotscape: embedding the full graph")
@@ -378,10 +377,10 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     logg.info("    finished", time=start, deep="embedding (N x 64)" + (", imputed (N x G)" if config.impute else ""))
     info = {
         "device": str(dev), "batch_mode": mode, "sparse_input": sparse, "precision": precision, "lr": lr,
-        "epochs": epochs, "steps_per_epoch": len(batches), "pcl_warmup": warmup, "n_domains": step.n_domains,
-        "n_slices": n_slices, "slices": slice_names, "memory_estimate_gb": est["total"] / 1e9,
+        "epochs": len(history), "steps": steps, "steps_per_epoch": len(batches), "pcl_warmup": warmup, "n_domains": step.n_domains,
+        "n_slices": n_slices, "slices": slice_names, "memory_estimate_gb": mem / 1e9,
         "memory_budget_gb": budget / 1e9, "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds,
-        "seconds_per_epoch": train_seconds / max(epochs, 1), "peak_rss_mb": peak_rss_mb(),
+        "seconds_per_epoch": train_seconds / max(len(history), 1), "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mb": peak_gpu_mb(dev), "config": asdict(config),  # peak_gpu_mb: None off CUDA
     }
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}

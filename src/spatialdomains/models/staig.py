@@ -10,6 +10,7 @@ Deliberate departures from the reference code are listed in ``docs/methods.md`` 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -24,11 +25,12 @@ from .. import _logging as logg
 from .._compat import renamed_kwarg
 from .._constants import IMAGE_FEATURES, SLICE_KEY, SPATIAL_CONN
 from .._utils import InputError
-from ..nn import ConstantFeatures, GCNConv
-from ..nn.augment import (feature_mask, fixed_edge_probabilities, gene_edge_probabilities, image_edge_probabilities,
-                          sample_view, undirected_pairs)
+from ..nn import BatchesState, ConstantFeatures, GCNConv, MiniBatches, SpatialBatchSampler
+from ..nn.augment import PairKeeps, feature_mask, fixed_edge_probabilities, gene_edge_probabilities, \
+    image_edge_probabilities, sample_view, undirected_pairs
 from ..nn.losses.staig import LOSS_MODES, auto_tile, make_loss_plan, staig_loss
 from ..pp import PrepConfig
+from ..train import BatchingConfig, choose_batch_mode, gcn_memory
 from . import MethodSpec, register
 from ._base import FitResult
 
@@ -45,11 +47,12 @@ RENAMED = {"hidden": "out_channels", "proj": "proj_channels", "p_f1": "feature_m
 
 
 @dataclass(frozen=True)
-class StaigConfig:
+class StaigConfig(BatchingConfig):
     """Hyperparameters of STAIG, one default for every slice of a platform (``docs/methods.md``): the reference
     code's architecture and optimiser, the paper's 400 epochs (spec A5-A7), the reference's DLPFC values where
     paper and code differ (masking, Q) and our own temperature. Fields shared with :class:`SpotscapeConfig`
-    keep its names (``epochs``, ``lr``, ``out_channels``, ``edge_drop``, ``feature_mask``, ``precision``)."""
+    keep its names (``epochs``, ``lr``, ``out_channels``, ``edge_drop``, ``feature_mask``, ``precision``, and
+    the batching fields of :class:`~spatialdomains.train.BatchingConfig`)."""
 
     epochs: int = 400  #: training epochs (full batch: one optimiser step each)
     lr: float = 5e-4  #: Adam (spec A7)
@@ -80,6 +83,7 @@ class StaigConfig:
     precision: str = "float32"  #: float32 or float64
 
     def __post_init__(self):
+        super().__post_init__()
         name = type(self).__name__
         for key, ok in (("epochs", self.epochs >= 0), ("num_layers", self.num_layers in (1, 2)), ("tau", self.tau > 0)):
             if not ok:
@@ -119,7 +123,7 @@ STAIG_PREP_MULTI = STAIG_PREP.replace(n_top_genes=5000)
 # model (spec A5)
 # ------------------------------------------------------------------------------------------------
 def _as_adjacency(edge_index, num_nodes: int, dtype: torch.dtype) -> Tensor:
-    from ..graph import gcn_adjacency
+    from ..graph import adjacency_from_adata, gcn_adjacency
 
     if isinstance(edge_index, Tensor) and edge_index.layout == torch.sparse_csr:
         return edge_index
@@ -127,32 +131,19 @@ def _as_adjacency(edge_index, num_nodes: int, dtype: torch.dtype) -> Tensor:
 
 
 class StaigEncoder(nn.Module):
-    r"""GCN encoder of STAIG: ``L`` :class:`~spatialdomains.nn.GCNConv` layers, each followed by
-    one PReLU shared by all layers (a single learnable slope, initial value 0.25).
+    r"""GCN encoder of STAIG: ``num_layers`` :class:`~spatialdomains.nn.GCNConv` layers (1: :math:`G \to h`;
+    2: :math:`G \to 2h \to h`), each followed by one PReLU shared by all layers (one slope, initially 0.25).
 
-    ``L = 1``: :math:`G \to h`; ``L = 2``: :math:`G \to 2h \to h`. Every view has its own graph, so
-    its normalised adjacency is built once per view (:func:`spatialdomains.graph.gcn_adjacency`) and
-    shared by the layers.
-
-    Args:
-        in_channels (int): number of input features :math:`G`.
-        out_channels (int, optional): output size :math:`h`. (default: :obj:`64`)
-        num_layers (int, optional): 1 or 2. (default: :obj:`1`)
-
-    Shapes:
-        - **input:** node features :math:`(|V|, G)` (dense, or
-          :class:`~spatialdomains.nn.ConstantFeatures`), edge indices :math:`(2, |E|)` or the sparse
-          matrix of :func:`~spatialdomains.graph.gcn_adjacency`, optional feature mask :math:`(G,)`
-        - **output:** node embeddings :math:`(|V|, h)`
+    Input: features :math:`(|V|, G)` (dense or :class:`~spatialdomains.nn.ConstantFeatures`), edge indices
+    :math:`(2, |E|)` or a normalised sparse matrix (:func:`~spatialdomains.graph.gcn_adjacency`, built once
+    per view and shared by the layers), optional feature mask :math:`(G,)`; output :math:`(|V|, h)`.
     """
 
     def __init__(self, in_channels: int, out_channels: int = 64, num_layers: int = 1):
         super().__init__()
         if num_layers not in (1, 2):
             raise ValueError(f"{type(self).__name__}: num_layers must be 1 or 2, got {num_layers}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.num_layers = num_layers
+        self.in_channels, self.out_channels, self.num_layers = in_channels, out_channels, num_layers
         sizes = [in_channels, out_channels] if num_layers == 1 else [in_channels, 2 * out_channels, out_channels]
         self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.act = nn.PReLU()
@@ -194,17 +185,11 @@ class StaigEncoder(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """Projection head ``Linear(h, p) -> ELU -> Linear(p, p)`` (spec A5).
-
-    Shapes:
-        - **input:** :math:`(|V|, h)`
-        - **output:** :math:`(|V|, p)`
-    """
+    """Projection head ``Linear(h, p) -> ELU -> Linear(p, p)`` (spec A5): :math:`(|V|, h) \to (|V|, p)`."""
 
     def __init__(self, in_channels: int = 64, out_channels: int = 64):
         super().__init__()
-        self.in_channels = in_channels
-        self.out_channels = out_channels
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.fc1 = nn.Linear(in_channels, out_channels)
         self.fc2 = nn.Linear(out_channels, out_channels)
         self.reset_parameters()
@@ -221,17 +206,11 @@ class ProjectionHead(nn.Module):
 
 
 class StaigModel(nn.Module):
-    """Encoder + projection head; ``forward`` returns the projected embedding ``g(f(X, E))``.
-
-    Shapes:
-        - **input:** node features :math:`(|V|, G)`, edge indices :math:`(2, |E|)`
-        - **output:** :math:`(|V|, p)`
-    """
+    """Encoder + projection head; ``forward`` returns the projected embedding ``g(f(X, E))``, :math:`(|V|, p)`."""
 
     def __init__(self, encoder: StaigEncoder, head: ProjectionHead):
         super().__init__()
-        self.encoder = encoder
-        self.head = head
+        self.encoder, self.head = encoder, head
 
     def reset_parameters(self) -> None:
         self.encoder.reset_parameters()
@@ -258,21 +237,32 @@ def pseudo_labels(image_features: np.ndarray, n_clusters: int, *, random_state: 
                   batch_size=8192 if big else None)
 
 
-class StaigStep:
-    """One optimiser step of STAIG: two views (edge drop + feature mask), the projected embeddings,
-    the loss. Called by :func:`spatialdomains.train.run_training` as ``step(epoch, batch)``."""
+class StaigStep(BatchesState):
+    """One optimiser step (``step(epoch, batch)``): two views (edge drop + feature mask), the projected embeddings,
+    the loss. With ``batches`` (mini-batch mode): the next seed batch with its halo (views drawn on the whole graph),
+    the loss of its seeds as if they were the data: positives = edges between seeds, negatives = the other seeds
+    (same slice; for DS another pseudo-label, the labels computed once on every spot)."""
 
     def __init__(self, model: StaigModel, x, pairs: Tensor, drops: tuple[Tensor, Tensor], plan, config: StaigConfig,
-                 device, dtype):
+                 device, dtype, batches: MiniBatches | None = None, slices=None, labels=None):
         self.model, self.x, self.pairs, self.drops, self.plan = model, x, pairs, drops, plan
         self.config, self.device, self.dtype = config, device, dtype
+        self.batches, self.slices, self.labels = batches, slices, labels
 
-    def __call__(self, epoch: int, batch: int = 0) -> dict[str, Tensor]:
+    def __call__(self, epoch: int, index: int = 0) -> dict[str, Tensor]:
         c = self.config
-        views = [sample_view(self.pairs, d).to(self.device) for d in self.drops]
-        masks = [feature_mask(self.x.shape[1], p).to(self.device, self.dtype) for p in c.feature_mask]
-        h1, h2 = self.model.forward_views(self.x, views, masks)
-        return {"loss": staig_loss(h1, h2, self.plan, tau=c.tau, mode=c.loss, n_negatives=c.n_negatives)}
+        if self.batches is None:
+            x, rows, plan = self.x, slice(None), self.plan
+            graphs = [sample_view(self.pairs, d).to(self.device) for d in self.drops]
+        else:
+            b = self.batches.batch(epoch, index)
+            x, rows, graphs, seeds = b.features, slice(0, b.n_seeds), b.adjacency(), b.nodes[:b.n_seeds].cpu().numpy()
+            plan = make_loss_plan(b.seed_edges(), b.n_seeds, slice_ids=self.slices[seeds], ds_reference=c.ds_reference,
+                                  pseudo_labels=None if self.labels is None else self.labels[seeds],
+                                  block_size=c.loss_tile, memory_budget_mb=c.loss_memory_mb).to(self.device)
+        masks = [feature_mask(x.shape[1], p).to(self.device, self.dtype) for p in c.feature_mask]
+        h1, h2 = (h[rows] for h in self.model.forward_views(x, graphs, masks))
+        return {"loss": staig_loss(h1, h2, plan, tau=c.tau, mode=c.loss, n_negatives=c.n_negatives)}
 
 
 def _inputs(adata) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -321,21 +311,18 @@ def fit_staig(adata, *, config: StaigConfig = StaigConfig(), device=None, random
 
     Returns
     -------
-    :class:`FitResult` with the ``(N, proj_channels)`` float32 embedding (projection head on the full,
-    un-augmented graph with unmasked features, spec A8) in ``adata.obs_names`` order, the loss
-    history, CPU weights, and ``info`` = ``variant``, ``edge_drop_source``, ``device``,
-    ``seconds_per_epoch``, peak memory and the loss tile. The caller writes ``info`` to ``uns``.
+    :class:`FitResult`: the ``(N, proj_channels)`` float32 embedding (head on the full un-augmented graph,
+    unmasked features, spec A8), the loss history, CPU weights, ``info`` (variant, edge-drop source, device,
+    batch mode, steps, memory estimate and budget, timings, peak memory, loss tile; the caller writes it to ``uns``).
     """
-    from ..graph import gcn_adjacency
+    from ..graph import adjacency_from_adata, gcn_adjacency
     from ..train import TrainOptions, peak_gpu_mb, peak_rss_mb, reset_peak_memory, resolve_device, run_training, \
         seed_everything
 
     t_start = time.perf_counter()
     x_np, edge_index, slices, image = _inputs(adata)
     n, n_slices = adata.n_obs, len(np.unique(slices))
-    source = config.edge_drop_source
-    if source == "auto":
-        source = "image" if image is not None else "gene"
+    source = config.edge_drop_source if config.edge_drop_source != "auto" else "gene" if image is None else "image"
     if source == "image" and image is None:
         raise InputError(f"edge_drop_source='image' needs image features in obsm['{IMAGE_FEATURES}']")
     variant = "multi" if n_slices > 1 else ("debiased" if image is not None and config.debiased else "plain")
@@ -353,35 +340,48 @@ def fit_staig(adata, *, config: StaigConfig = StaigConfig(), device=None, random
     pairs_np, pair_ids = undirected_pairs(edge_index)
     drops = tuple(torch.as_tensor(p[pair_ids]) for p in probs)
     labels = pseudo_labels(image, config.n_pseudo) if variant == "debiased" else None
-    plan = make_loss_plan(edge_index, n, slice_ids=slices, pseudo_labels=labels, ds_reference=config.ds_reference,
-                          block_size=config.loss_tile, memory_budget_mb=config.loss_memory_mb).to(dev)
-
     density = float(np.count_nonzero(x_np)) / max(x_np.size, 1)
-    if density <= SPARSE_DENSITY:
-        x = ConstantFeatures(x_np, dev, sparse=True, dtype=dtype)
-    else:
-        x = torch.as_tensor(x_np).to(dev, dtype)
-    model = StaigModel(StaigEncoder(x.shape[1], config.out_channels, config.num_layers),
+    sparse, g = density <= SPARSE_DENSITY, x_np.shape[1]
+    widths = [config.out_channels] if config.num_layers == 1 else [2 * config.out_channels, config.out_channels]
+    # bytes on `rows` spots: the GCN, the head, the embeddings the loss holds, the loss's tiles
+    estimate = functools.partial(gcn_memory, n_features=g, widths=widths + [config.proj_channels] * 2, density=density,
+                                 sparse=sparse, bytes_per_value=dtype.itemsize, values_per_row=8 * config.proj_channels,
+                                 fixed=config.loss_memory_mb * 2**20)
+    sampler = functools.cache(lambda: SpatialBatchSampler(adjacency_from_adata(adata), config.batch_size,
+                                                          num_hops=config.num_layers, random_state=random_state, device=dev))
+    mode, mem, budget = choose_batch_mode(config, n, dev, estimate(n, edge_index.shape[1] + n)["total"],
+                                          lambda: estimate(*sampler().typical_size())["total"], name="STAIG")
+    batches = plan = x = None
+    if mode == "full":
+        plan = make_loss_plan(edge_index, n, slice_ids=slices, pseudo_labels=labels, ds_reference=config.ds_reference,
+                              block_size=config.loss_tile, memory_budget_mb=config.loss_memory_mb).to(dev)
+        x = ConstantFeatures(x_np, dev, sparse=True, dtype=dtype) if sparse else torch.as_tensor(x_np).to(dev, dtype)
+    else:  # views drawn pair by pair on the whole graph, the seeds' outputs exact (nn.sampler)
+        batches = MiniBatches(x_np, sampler(), dev, sparse=sparse, dtype=dtype, stats=False,
+                              draw_keeps=PairKeeps(sampler().edge_index, pairs_np, drops, n))
+    model = StaigModel(StaigEncoder(g, config.out_channels, config.num_layers),
                        ProjectionHead(config.out_channels, config.proj_channels)).to(dev, dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     reset_peak_memory(dev)
-    step = StaigStep(model, x, torch.as_tensor(pairs_np), drops, plan, config, dev, dtype)
-
-    logg.info(f"STAIG ({variant}, edge drop from {source}, {config.loss} loss) on {n} spots x {x.shape[1]} "
+    step = StaigStep(model, x, torch.as_tensor(pairs_np), drops, plan, config, dev, dtype, batches, slices, labels)
+    logg.info(f"STAIG ({variant}, edge drop from {source}, {config.loss} loss) on {n} spots x {g} "
               f"features, {n_slices} slice(s), device {dev}")
-    t_train = time.perf_counter()
-    history = run_training(model, optimizer, step, options, name="staig")
+    t_train, spe = time.perf_counter(), 1 if batches is None else len(batches)
+    steps = config.training_steps(mode, options.epochs, spe)  # mini-batch: a fixed budget, not N-dependent
+    history = run_training(model, optimizer, step, options, steps_per_epoch=spe, max_steps=steps, name="staig")
     train_seconds = time.perf_counter() - t_train
     model.eval()
-    with torch.no_grad():
-        full_graph = gcn_adjacency(torch.as_tensor(edge_index).to(dev), n, dtype=dtype)
-        emb = model(x, full_graph).to(torch.float32).cpu().numpy()
+    with torch.no_grad():  # mini-batch: the un-augmented full graph, one seed batch at a time (O(N) in all)
+        emb = (model(x, gcn_adjacency(torch.as_tensor(edge_index).to(dev), n, dtype=dtype)).float().cpu().numpy()
+               if batches is None else batches.embed(lambda b: model(b.features, b.adjacency()[0])))
     info: dict[str, Any] = {
+        "batch_mode": mode, "steps": steps, "memory_estimate_gb": mem / 1e9, "memory_budget_gb": budget / 1e9,
         "variant": variant, "edge_drop_source": source, "device": str(dev), "n_slices": int(n_slices),
         "n_edges": int(edge_index.shape[1]), "feature_density": density, "train_seconds": train_seconds,
         "seconds_per_epoch": float(history["seconds"].mean()) if len(history) else 0.0,
         "total_seconds": time.perf_counter() - t_start,
-        "loss_tile": int(config.loss_tile or auto_tile(2 * max(b - a for a, b in plan.segments), dev)),
+        "loss_tile": int(config.loss_tile or auto_tile(2 * (config.batch_size if plan is None else
+                                                             max(b - a for a, b in plan.segments)), dev)),
         "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": peak_gpu_mb(dev),  # None off CUDA
     }
     if labels is not None:

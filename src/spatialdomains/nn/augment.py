@@ -5,8 +5,9 @@ with ``training=False`` (as PyG's ``torch_geometric.utils.dropout_edge`` / ``mas
 * uniform edge dropout (Spotscape): :func:`drop_edges`, PyG's ``dropout_edge``;
 * per-edge drop probabilities (STAIG spec A4): :func:`image_edge_probabilities`,
   :func:`gene_edge_probabilities`, :func:`fixed_edge_probabilities`, and symmetric views drawn from
-  them by :func:`sample_view` over :func:`undirected_pairs`. PyG's ``dropout_edge`` has one rate for
-  every edge, so these stay here.
+  them by :func:`sample_view` over :func:`undirected_pairs` (or, as keep-masks over another edge order
+  for mini-batches, :class:`PairKeeps`). PyG's ``dropout_edge`` has one rate for every edge, so these
+  stay here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import Tensor
 from torch_geometric.utils import dropout_edge, mask_feature
 
 __all__ = ["feature_mask", "drop_edges", "image_edge_probabilities", "gene_edge_probabilities",
-           "fixed_edge_probabilities", "undirected_pairs", "sample_view"]
+           "fixed_edge_probabilities", "undirected_pairs", "sample_view", "PairKeeps"]
 
 
 def feature_mask(num_features: int, p: float, *, device=None, training: bool = True) -> Tensor:
@@ -149,3 +150,34 @@ def sample_view(pairs: Tensor, drop_prob: Tensor, *, generator: torch.Generator 
     else:
         kept = pairs
     return torch.cat([kept, kept.flip(0)], dim=1)
+
+
+class PairKeeps:
+    """Symmetric views as :func:`sample_view` draws them, as keep-masks over another ordering of the same
+    directed edges (e.g. :attr:`~spatialdomains.nn.SpatialBatchSampler.edge_index`, sorted by target).
+
+    Parameters
+    ----------
+    edge_index
+        ``(2, E)`` the directed edges to return masks for (both directions of every pair present).
+    pairs
+        ``(2, U)`` undirected pairs ``i < j`` (:func:`undirected_pairs`).
+    drop_probs
+        One ``(U,)`` drop-probability tensor per view.
+    """
+
+    def __init__(self, edge_index, pairs, drop_probs, num_nodes: int):
+        ei = np.asarray(torch.as_tensor(edge_index).cpu())
+        pr = np.asarray(torch.as_tensor(pairs).cpu())
+        keys = pr[0].astype(np.int64) * num_nodes + pr[1]
+        order = np.argsort(keys)
+        lo, hi = np.minimum(ei[0], ei[1]), np.maximum(ei[0], ei[1])
+        pos = np.searchsorted(keys[order], lo.astype(np.int64) * num_nodes + hi)
+        if pos.size and (pos.max() >= keys.size or not np.array_equal(keys[order][pos], lo * num_nodes + hi)):
+            raise ValueError("PairKeeps: edge_index has an edge that is not one of the pairs")
+        self.pair_of_edge = torch.as_tensor(order[pos])
+        self.drop_probs = [torch.as_tensor(d) for d in drop_probs]
+
+    def __call__(self) -> list[Tensor]:
+        """One ``(E,)`` bool keep-mask per view (torch's global generator, one uniform per pair)."""
+        return [(torch.rand(d.shape[0], dtype=torch.float64) >= d)[self.pair_of_edge] for d in self.drop_probs]

@@ -21,20 +21,22 @@ full-graph normalised weights per augmented view.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import to_torch_csr_tensor
 
 from .augment import drop_edges
 from .sparse import ConstantFeatures
 
 __all__ = ["spatial_parts", "k_hop_nodes", "Subgraph", "SpatialBatchSampler", "GCNViews", "Batch", "FullBatch",
-           "MiniBatches"]
+           "MiniBatches", "BatchesState"]
 
 
 def spatial_parts(adj: sp.csr_matrix, part_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -168,6 +170,15 @@ class SpatialBatchSampler:
         return Subgraph(nodes=torch.as_tensor(nodes, device=self.device), n_seeds=int(np.asarray(seeds).size),
                         edge_index=ei, edge_id=torch.as_tensor(pos, device=self.device))
 
+    def typical_size(self) -> tuple[int, int]:
+        """Nodes and (at most) edges of one batch with its halo, measured on the first parts (no random
+        numbers drawn): what a memory estimate of a mini-batch step needs."""
+        target = math.ceil(self.n / self.n_batches)
+        sizes = np.cumsum([len(p) for p in self.parts])
+        take = int(np.searchsorted(sizes, target)) + 1
+        nodes = k_hop_nodes(self.adj, np.concatenate(self.parts[:take]), self.num_hops)
+        return int(nodes.size), int(np.diff(self.adj.indptr)[nodes].sum() + nodes.size)
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
 
@@ -192,11 +203,14 @@ class GCNViews:
 
     def resample(self, drops: Sequence[float]) -> None:
         """Draw one view per drop rate (torch's global generator, as :func:`~.augment.drop_edges`)."""
+        self.set_kept([drop_edges(self.edge_index, p)[1] for p in drops])
+
+    def set_kept(self, keeps: Sequence[Tensor]) -> None:
+        """One view per ``(E,)`` bool keep-mask over :attr:`edge_index` (all True: the un-augmented graph)."""
         self.weights, self.self_weights = [], []
         device = self.edge_index.device
-        for p in drops:
-            _, keep = drop_edges(self.edge_index, p)
-            kept = keep.float()
+        for keep in keeps:
+            kept = keep.to(device).float()
             deg = torch.ones(self.n, device=device).index_add_(0, self.edge_index[1], kept)
             dis = deg.pow(-0.5)
             self.weights.append(kept * dis[self.edge_index[0]] * dis[self.edge_index[1]])
@@ -217,7 +231,19 @@ class Batch:
     n_seeds: int
     nodes: Tensor | None  #: global id of each row (None: all nodes in order)
     edge_index: Tensor  #: the un-augmented graph of the rows (for evaluation inside a step)
-    stats: tuple[Tensor, Tensor]  #: ``features.stats(n_seeds)``
+    stats: tuple[Tensor, Tensor] | None  #: ``features.stats(n_seeds)`` (None when not asked for)
+
+    def adjacency(self) -> list[Tensor]:
+        """Per view the sparse CSR matrix of the normalised weights (``A[dst, src]``; symmetric views)."""
+        n = self.features.shape[0]
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return [to_torch_csr_tensor(ei.flip(0), w.to(self.features.x.dtype), (n, n)) for ei, w in self.views]
+
+    def seed_edges(self) -> np.ndarray:
+        """``(2, e)`` local edges of the un-augmented graph between two seeds (no self loops)."""
+        ei = self.edge_index.cpu().numpy()
+        return ei[:, (ei[0] < self.n_seeds) & (ei[1] < self.n_seeds) & (ei[0] != ei[1])]
 
 
 class FullBatch:
@@ -246,35 +272,85 @@ class FullBatch:
 
 
 class MiniBatches:
-    """``len(sampler)`` subgraph batches per epoch; views are redrawn on the whole graph once per epoch."""
+    """``len(sampler)`` subgraph batches per epoch; views are redrawn on the whole graph once per epoch.
 
-    def __init__(self, x, sampler: SpatialBatchSampler, device, *, drops: Sequence[float], sparse: bool = False,
-                 low_precision: bool = False):
+    ``drops``: one uniform directed edge-drop rate per view, or ``draw_keeps``: a callable returning one
+    ``(E,)`` keep-mask per view over ``sampler.edge_index`` (per-edge probabilities, symmetric views).
+    Since every spot is a seed once per epoch, redrawing per epoch gives each seed a fresh view at
+    every visit, as a per-step redraw would, for O(E) per epoch instead of per step.
+    """
+
+    def __init__(self, x, sampler: SpatialBatchSampler, device, *, drops: Sequence[float] = (), sparse: bool = False,
+                 low_precision: bool = False, draw_keeps: Callable[[], Sequence[Tensor]] | None = None,
+                 dtype: torch.dtype = torch.float32, stats: bool = True):
         self.sampler = sampler
         self.drops = tuple(drops)
-        self.device = device
+        self.draw_keeps = draw_keeps
+        self.device, self.dtype, self.with_stats = device, dtype, stats
         self.sparse, self.low_precision = sparse, low_precision
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
         if sparse:
-            self.x = sp.csr_matrix(x, dtype=np.float32)
+            self.x = sp.csr_matrix(x, dtype=np_dtype)
         else:  # prepare may hand over CSR features that the dense path wants as an array
-            self.x = x.toarray().astype(np.float32, copy=False) if sp.issparse(x) else np.asarray(x, dtype=np.float32)
+            self.x = x.toarray().astype(np_dtype, copy=False) if sp.issparse(x) else np.asarray(x, dtype=np_dtype)
         self.views = GCNViews(sampler.edge_index, sampler.n)
         self._seeds: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.sampler)
 
+    def _batch(self, seeds: np.ndarray) -> Batch:
+        sub = self.sampler.subgraph(seeds)
+        feats = ConstantFeatures(self.x[sub.nodes.cpu().numpy()], self.device, sparse=self.sparse, dtype=self.dtype,
+                                 low_precision=self.low_precision)
+        stats = feats.stats(sub.n_seeds) if self.with_stats else None
+        return Batch(feats, self.views.gather(sub), sub.n_seeds, sub.nodes, sub.edge_index, stats)
+
     def batch(self, epoch: int, index: int) -> Batch:
         if index == 0 or self._seeds is None:
             self._seeds = self.sampler.seed_batches()
-            self.views.resample(self.drops)
-        sub = self.sampler.subgraph(self._seeds[index % len(self._seeds)])
-        feats = ConstantFeatures(self.x[sub.nodes.cpu().numpy()], self.device, sparse=self.sparse,
-                                 low_precision=self.low_precision)
-        return Batch(feats, self.views.gather(sub), sub.n_seeds, sub.nodes, sub.edge_index, feats.stats(sub.n_seeds))
+            if self.draw_keeps is not None:
+                self.views.set_kept(self.draw_keeps())
+            else:
+                self.views.resample(self.drops)
+        return self._batch(self._seeds[index % len(self._seeds)])
+
+    def inference_batches(self) -> Iterator[Batch]:
+        """Every node once as a seed (the spatial parts in order, about ``batch_size`` seeds per batch),
+        one un-augmented view normalised on the whole graph: the seeds' outputs equal the full graph's.
+        Draws no random numbers; memory is one batch, so embedding all N spots costs O(N) in all."""
+        self.views.set_kept([torch.ones(self.sampler.edge_index.shape[1], dtype=torch.bool)])
+        sizes = np.cumsum([len(p) for p in self.sampler.parts])
+        group = (sizes - 1) // max(1, math.ceil(self.sampler.n / self.sampler.n_batches))
+        for g in np.unique(group):
+            yield self._batch(np.concatenate([self.sampler.parts[i] for i in np.flatnonzero(group == g)]))
+
+    @torch.no_grad()
+    def embed(self, forward: Callable[[Batch], Tensor]) -> np.ndarray:
+        """``(N, d)`` float32: ``forward(batch)[:n_seeds]`` of every :meth:`inference_batches` batch, in node order."""
+        out = None
+        for b in self.inference_batches():
+            z = forward(b)[: b.n_seeds].float().cpu().numpy()
+            out = np.empty((self.sampler.n, z.shape[1]), dtype=np.float32) if out is None else out
+            out[b.nodes[: b.n_seeds].cpu().numpy()] = z
+        return out
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state["sampler"])
+
+
+class BatchesState:
+    """Mixin for a method's step with a ``batches`` attribute (None in full batch): its checkpoint state is
+    the mini-batch shuffle's, so a resumed run draws the same batches as an uninterrupted one."""
+
+    batches: MiniBatches | FullBatch | None = None
+
+    def state_dict(self) -> dict:
+        return {} if self.batches is None else {"batches": self.batches.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.batches is not None and "batches" in state:
+            self.batches.load_state_dict(state["batches"])

@@ -22,6 +22,8 @@ process SPATIALDOMAINS_TRAIN {
     def device    = task.accelerator ? 'cuda' : 'cpu'
     """
     export HOME="\$PWD" XDG_CACHE_HOME="\$PWD/.cache" MPLCONFIGDIR="\$PWD/.cache/matplotlib" NUMBA_CACHE_DIR="\$PWD/.cache/numba" TORCH_HOME="\$PWD/.cache/torch"
+    # the memory budget of batch_mode=auto and of the memory check (GB; empty: probed)
+    export SPATIALDOMAINS_MAX_MEMORY=${task.memory ? task.memory.toGiga() : ''}
 
     spatialdomains train \\
         -i ${h5ad} \\
@@ -46,6 +48,7 @@ process SPATIALDOMAINS_TRAIN {
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
+    export SPATIALDOMAINS_MAX_MEMORY=${task.memory ? task.memory.toGiga() : ''}
     touch ${prefix}.trained.h5ad ${prefix}.loss.csv ${prefix}.pt
 
     cat <<-END_VERSIONS > versions.yml
