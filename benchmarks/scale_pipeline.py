@@ -219,6 +219,9 @@ def render_markdown(results: dict[str, Any]) -> str:
                 count = f" x{p['tasks']}" if p["tasks"] > 1 else ""
                 cells.append(f"{_s(p.get('wall_s'))} / {_gb(p.get('peak_rss'))}{count}{mark}")
             lines.append(f"| {proc.removeprefix('SPATIALDOMAINS_')} | " + " | ".join(cells) + " |")
+    remarks = [(k, results[k]["note"]) for k in keys if results[k].get("note")]
+    if remarks:
+        lines += ["", "Notes:", ""] + [f"- `{k}`: {note}" for k, note in remarks]
     notes = [(k, results[k]) for k in keys if results[k].get("failed_tasks") or results[k].get("failure")]
     if notes:
         lines += ["", "Failures:", ""]
@@ -488,6 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nf-arg", action="append", default=[], help="Extra nextflow option (repeat; recorded).")
     ap.add_argument("--timeout", type=float, default=3600.0, help="Seconds per run (pipeline or BANKSY).")
     ap.add_argument("--keep", action="store_true", help="Keep the Nextflow work folders.")
+    ap.add_argument("--note", default="", help="A remark recorded with every row (e.g. what else ran).")
     ap.add_argument("--banksy-worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.banksy_worker:
@@ -499,11 +503,12 @@ def main(argv: list[str] | None = None) -> None:
             inputs, sim_s = simulate_cached(args.cache, fmt, n, args.genes, args.timeout)
             for method in methods:
                 entry = run_pipeline(args, fmt, n, args.genes, method, inputs)
-                entry["simulate_s"] = sim_s
+                entry.update(simulate_s=sim_s, note=args.note or None)
                 save_results({result_key(fmt, n, args.genes, method): entry})
                 print(f"    {entry['status']} {entry['wall_s']:.0f} s ARI {entry.get('ari')}", flush=True)
             if args.banksy:
                 entry = run_banksy(args, fmt, n, args.genes, inputs)
+                entry["note"] = args.note or None
                 save_results({result_key(fmt, n, args.genes, "banksy"): entry})
                 print(f"    banksy {entry['status']} {entry.get('wall_s', 0):.0f} s ARI {entry.get('ari')}", flush=True)
     print(RESULTS.with_suffix(".md"))
