@@ -114,8 +114,11 @@ def summarise_trace(rows: list[dict[str, str]]) -> dict[str, Any]:
     for row in rows:
         name = _process_of(row)
         p = procs.setdefault(name, {"tasks": 0, "wall_s": None, "wall_s_sum": 0.0, "peak_rss": None,
-                                    "cpu_pct": None, "failed": 0})
+                                    "cpu_pct": None, "failed": 0, "first_task": None})
         p["tasks"] += 1
+        task_id = (row.get("task_id") or "").strip()
+        if task_id.isdigit():  # submission order: the table lists the processes in pipeline order
+            p["first_task"] = min(p["first_task"] or int(task_id), int(task_id))
         wall = parse_duration(row.get("realtime"))
         if wall is not None:
             p["wall_s"] = max(p["wall_s"] or 0.0, wall)
@@ -178,6 +181,16 @@ def _sort_key(key: str) -> tuple:
     return fmt, int(n), int(genes), method == "banksy", method
 
 
+def process_order(results: dict[str, Any]) -> list[str]:
+    """Every process of the results, in submission order (the earliest first task of any run), then by name."""
+    first: dict[str, float] = {}
+    for r in results.values():
+        for name, p in (r.get("processes") or {}).items():
+            rank = p.get("first_task") if p.get("first_task") is not None else float("inf")
+            first[name] = min(first.get(name, float("inf")), rank)
+    return sorted(first, key=lambda name: (first[name], name))
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The table of every row of the JSON: totals and verdicts, then per process wall s / peak RSS GB."""
     keys = sorted(results, key=_sort_key)
@@ -201,7 +214,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                      f"{_s(r.get('wall_s'))} | {ari} | {_gb(peak)} | {_yes(v['finished'])} | "
                      f"{_yes(v['under_memory'])} | {r.get('load_start', '-')} | {r.get('machine_cpus', '-')} / "
                      f"{_gb(r.get('machine_memory'))} | {' '.join(r.get('nf_args') or []) or '-'} |")
-    procs = sorted({p for r in results.values() for p in (r.get("processes") or {})})
+    procs = process_order(results)
     runs = [k for k in keys if results[k].get("processes")]
     if runs:
         lines += ["", "Per process: `wall s / peak RSS GB` (max over its tasks; `xN` = N tasks).", "",

@@ -76,6 +76,7 @@ def test_summarise_trace_max_per_process_and_failures(sp):
     failed = {(t["process"], t["status"], t["exit"]) for t in summary["failed_tasks"]}
     assert failed == {("SPATIALDOMAINS_TRAIN", "FAILED", 137), ("SPATIALDOMAINS_CLUSTER", "ABORTED", None)}
     assert summary["max_peak_rss"] == round(7.5 * 1024**3)
+    assert [procs[p]["first_task"] for p in sp.process_order({"run": summary})] == [1, 2, 4, 6]
 
 
 def test_summarise_trace_without_process_column(sp):
@@ -88,6 +89,13 @@ def test_summarise_trace_without_process_column(sp):
 def test_summarise_empty_trace(sp):
     summary = sp.summarise_trace(sp.read_trace("name\tstatus\n"))
     assert summary == {"processes": {}, "failed_tasks": [], "max_peak_rss": 0}
+
+
+def test_process_order_submission_then_name(sp):
+    results = {"a": {"processes": {"MULTIQC": {"first_task": 9}, "SPATIALDOMAINS_READ": {"first_task": 2}}},
+               "b": {"processes": {"SPATIALDOMAINS_VALIDATE": {"first_task": 1}, "OLD": {}}},
+               "c": {"method": "banksy"}}
+    assert sp.process_order(results) == ["SPATIALDOMAINS_VALIDATE", "SPATIALDOMAINS_READ", "MULTIQC", "OLD"]
 
 
 def _entry(sp, method="staig", **kw):
