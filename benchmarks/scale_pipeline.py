@@ -232,6 +232,11 @@ def render_markdown(results: dict[str, Any]) -> str:
                 count = f" x{p['tasks']}" if p["tasks"] > 1 else ""
                 cells.append(f"{_s(p.get('wall_s'))} / {_gb(p.get('peak_rss'))}{count}{mark}")
             lines.append(f"| {proc.removeprefix('SPATIALDOMAINS_')} | " + " | ".join(cells) + " |")
+    banksy = [k for k in keys if results[k].get("method") == "banksy" and results[k].get("banksy_s") is not None]
+    if banksy:
+        lines += ["", "BANKSY (one process under `/usr/bin/time -v`): `read s / embedding s / mclust s` inside it.", ""]
+        lines += [f"- `{k}`: {_s(results[k].get('read_s'))} / {_s(results[k]['banksy_s'])} / "
+                  f"{_s(results[k].get('cluster_s'))}" for k in banksy]
     remarks = [(k, results[k]["note"]) for k in keys if results[k].get("note")]
     if remarks:
         lines += ["", "Notes:", ""] + [f"- `{k}`: {note}" for k, note in remarks]
