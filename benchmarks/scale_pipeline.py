@@ -143,8 +143,10 @@ def summarise_trace(rows: list[dict[str, str]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # results (pure)
 # --------------------------------------------------------------------------------------------------
-def result_key(fmt: str, n: int, genes: int, method: str) -> str:
-    return f"{fmt}/{n}/{genes}/{method}"
+def result_key(fmt: str, n: int, genes: int, method: str, nf_args: list[str] | tuple[str, ...] = ()) -> str:
+    """``<format>/<n>/<genes>/<method>``; runs with ``--nf-arg`` options get them appended (``+a=1,b=2``)."""
+    extra = ",".join(a.lstrip("-") for a in nf_args).replace("/", "_")
+    return f"{fmt}/{n}/{genes}/{method}" + (f"+{extra}" if extra else "")
 
 
 def merge_results(existing: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +179,7 @@ def _yes(v: bool | None) -> str:
 
 
 def _sort_key(key: str) -> tuple:
-    fmt, n, genes, method = key.split("/")
+    fmt, n, genes, method = key.split("/", 3)
     return fmt, int(n), int(genes), method == "banksy", method
 
 
@@ -522,7 +524,7 @@ def main(argv: list[str] | None = None) -> None:
             for method in methods:
                 entry = run_pipeline(args, fmt, n, args.genes, method, inputs)
                 entry.update(simulate_s=sim_s, note=args.note or None)
-                save_results({result_key(fmt, n, args.genes, method): entry})
+                save_results({result_key(fmt, n, args.genes, method, args.nf_arg): entry})
                 print(f"    {entry['status']} {entry['wall_s']:.0f} s ARI {entry.get('ari')}", flush=True)
             if args.banksy:
                 entry = run_banksy(args, fmt, n, args.genes, inputs)

@@ -124,6 +124,13 @@ def test_save_results_merges_file_and_writes_md(sp, tmp_path):
     assert "| xenium | 2000 | 300 | banksy |" in path.with_suffix(".md").read_text()
 
 
+def test_result_key(sp):
+    assert sp.result_key("xenium", 2000, 300, "staig") == "xenium/2000/300/staig"
+    key = sp.result_key("xenium", 2000, 300, "spotscape", ["--spotscape_epochs=200", "--n_top_genes=/x/y"])
+    assert key == "xenium/2000/300/spotscape+spotscape_epochs=200,n_top_genes=_x_y"
+    assert sp._sort_key(key) == ("xenium", 2000, 300, False, "spotscape+spotscape_epochs=200,n_top_genes=_x_y")
+
+
 def test_verdicts(sp):
     failed_run = _entry(sp)  # TRAIN failed once (retried): not "finished" cleanly
     assert sp.verdicts(failed_run) == {"finished": False, "under_memory": True}
