@@ -183,6 +183,12 @@ def _sort_key(key: str) -> tuple:
     return fmt, int(n), int(genes), method == "banksy", method
 
 
+def _column(r: dict[str, Any]) -> str:
+    """Column label of one run: input, size, method and its extra options."""
+    args = " ".join(r.get("nf_args") or [])
+    return f"{r['format']} {r['n']}x{r['genes']} {r['method']}" + (f" ({args})" if args else "")
+
+
 def process_order(results: dict[str, Any]) -> list[str]:
     """Every process of the results, in submission order (the earliest first task of any run), then by name."""
     first: dict[str, float] = {}
@@ -220,8 +226,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     runs = [k for k in keys if results[k].get("processes")]
     if runs:
         lines += ["", "Per process: `wall s / peak RSS GB` (max over its tasks; `xN` = N tasks).", "",
-                  "| process | " + " | ".join(f"{results[k]['format']} {results[k]['n']}x{results[k]['genes']}"
-                                             f" {results[k]['method']}" for k in runs) + " |",
+                  "| process | " + " | ".join(_column(results[k]) for k in runs) + " |",
                   "|---|" + "---|" * len(runs)]
         for proc in procs:
             cells = []

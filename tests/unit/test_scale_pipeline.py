@@ -155,9 +155,12 @@ def test_render_markdown(sp):
     assert "| TRAIN | 3784 / 7.50 x2 **1 failed** |" in md  # max over the attempts (the failed one ran 1h 3m 4s)
     assert "SIGKILL" in md and "exit 137" in md
     assert "shared" in md
+    assert "| process | visium_hd 2000x2000 staig | xenium 2000x300 staig |" in md
     assert "Notes:" not in md and "BANKSY (one process" not in md
     results["xenium/2000/300/banksy"].update(read_s=4.0, banksy_s=8.9, cluster_s=120.0)
     assert "- `xenium/2000/300/banksy`: 4.0 / 8.9 / 120" in sp.render_markdown(results)
+    results["xenium/2000/300/staig"]["nf_args"] = ["--staig_epochs=100"]
+    assert "| xenium 2000x300 staig (--staig_epochs=100) |" in sp.render_markdown(results)
     results["xenium/2000/300/staig"]["note"] = "ran beside another run"
     assert "- `xenium/2000/300/staig`: ran beside another run" in sp.render_markdown(results)
 
