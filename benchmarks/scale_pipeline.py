@@ -209,7 +209,8 @@ def render_markdown(results: dict[str, Any]) -> str:
              "(max over the process's tasks); ARI of the published domains against the planted ones (labelled",
              "cells). **The machine is shared** with other jobs: the 1-min load average at the start of each row",
              "says how busy it was, so the seconds are upper bounds of what the steps need, not their cost on an",
-             "idle machine.", "",
+             "idle machine. Verdicts: *finished* = the run ended with exit 0 and no failed task; *under memory* =",
+             "every process's peak RSS (BANKSY's) below the machine's memory.", "",
              "| input | spots | genes | method | status | total wall s | ARI | max peak RSS GB | finished |"
              " under memory | load at start | cores / memory GB | args |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
