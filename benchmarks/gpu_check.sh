@@ -10,7 +10,7 @@
 #
 # Prepare here (once): the wheels the machine lacks, and the DLPFC slice in a carried folder:
 #   echo /.whl/ >> .git/info/exclude; echo /.gpudata/ >> .git/info/exclude
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 ... -d .whl anndata==0.12.19 scanpy==1.11.5 ...
+#   bash benchmarks/gpu_wheels.sh   (the exact wheel list)
 #   mkdir -p .gpudata && cp ../shared/bench/data/dlpfc_151673.h5ad .gpudata/
 # Dry run on the CPU, small sizes:
 #   DEVICE=cpu BIG=20000 MID=5000 WHEELS=none OUT=/tmp/gpu_dry PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
