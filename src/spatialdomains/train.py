@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -199,6 +200,11 @@ def run_training(
         first_epoch, history = load_checkpoint(options.checkpoint, model, optimizer, step)
         logg.info(f"resumed {name} from {options.checkpoint} at epoch {first_epoch}")
     bar = None
+    # Batch jobs (Nextflow, SLURM) have no terminal, where tqdm stays silent: log about every tenth
+    # of the run with the time left instead, so a long run shows that it moves.
+    log_every_epochs = 0
+    if options.progress and first_epoch < last_epoch and not sys.stderr.isatty():
+        log_every_epochs = max(1, (last_epoch - first_epoch) // 10)
     if options.progress and first_epoch < last_epoch:
         from tqdm.auto import tqdm
 
@@ -227,6 +233,12 @@ def run_training(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", refresh=False)
+        if log_every_epochs and (epoch + 1 - first_epoch) % log_every_epochs == 0 and epoch + 1 < last_epoch:
+            done = epoch + 1 - first_epoch
+            elapsed = time.perf_counter() - start
+            left = elapsed / done * (last_epoch - epoch - 1)
+            logg.info(f"training {name}: epoch {epoch + 1}/{last_epoch}, loss {history[-1]['loss']:.4f}, "
+                      f"{elapsed:.0f} s so far, about {left:.0f} s left")
         if options.log_every and (epoch + 1) % options.log_every == 0:
             logg.debug(f"{name} epoch {epoch + 1}/{last_epoch} loss {history[-1]['loss']:.5f}")
         if options.checkpoint and options.checkpoint_every and (epoch + 1) % options.checkpoint_every == 0:

@@ -225,3 +225,43 @@ def test_batches_give_rows_views_and_seeds(kind):
         assert float(sq) == pytest.approx(float((x[rows[: b.n_seeds]].astype(np.float64) ** 2).sum()))
         seen.append(rows[: b.n_seeds])
     np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(240))  # every node a seed once
+
+
+# ---------------------------------------------------------------------------------------------------
+# The training loop
+# ---------------------------------------------------------------------------------------------------
+def test_training_loop_logs_progress_with_time_left_in_a_batch_job(monkeypatch):
+    """Under Nextflow/SLURM stderr is no terminal (tqdm stays silent): about ten lines with the time left."""
+    import logging
+
+    from spatialdomains.train import TrainOptions, run_training
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())
+    logger = logging.getLogger("spatialdomains")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        x, y = torch.randn(16, 3), torch.randn(16, 1)
+
+        def step(epoch, batch):
+            return {"loss": ((model(x) - y) ** 2).mean()}
+
+        history = run_training(model, opt, step, TrainOptions(epochs=40), steps_per_epoch=3, max_steps=100,
+                               name="toy")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    progress = [m for m in records if m.startswith("training toy: epoch")]
+    # 100 steps of 3 per epoch = 34 epochs (the last partial): a line every 3 epochs, none at the end
+    assert len(history) == 34
+    assert len(progress) == 11
+    assert progress[0].startswith("training toy: epoch 3/34, loss ")
+    assert all("s left" in m for m in progress)
+    assert any(m.startswith("trained toy for 34 epochs (100 steps in all)") for m in records)
