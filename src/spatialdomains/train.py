@@ -29,10 +29,16 @@ from ._utils import InputError, atomic_path, seed_everything
 
 __all__ = ["resolve_device", "resolve_precision", "native_bf16", "memory_budget", "peak_rss_mb", "peak_gpu_mb",
            "reset_peak_memory", "TrainingDiverged", "TrainOptions", "run_training", "seed_everything",
-           "save_checkpoint", "rng_state", "set_rng_state", "BATCH_MODES", "BatchingConfig", "choose_batch_mode",
-           "gcn_memory"]
+           "save_checkpoint", "rng_state", "set_rng_state", "BATCH_MODES", "MINIBATCH_ABOVE", "BatchingConfig",
+           "choose_batch_mode", "minibatch_threshold", "gcn_memory"]
 
 BATCH_MODES = ("auto", "full", "minibatch")
+
+#: ``minibatch_above`` by device type when not set: about where full-batch training at the default epochs
+#: costs as much as the fixed mini-batch budget (max_steps x batch_size). On a 2-core CPU STAIG's exact loss
+#: is quadratic per epoch (1.9 s at 10k spots, 47 s at 30k: hours for 400 epochs) while 1000 mini-batch
+#: steps take ~4 min at any N; a GPU runs full batch at 50k spots in seconds per epoch.
+MINIBATCH_ABOVE = {"cpu": 10_000, "cuda": 50_000}
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,7 +67,8 @@ class BatchingConfig:
     """How a GCN method batches its training; the same fields in every method's config (``-p`` keys).
 
     ``batch_mode="auto"`` trains full batch while ``N <= minibatch_above`` and the full-batch memory
-    estimate fits the budget, else on mini-batches: ``batch_size`` spatially compact seed spots with
+    estimate fits the budget, else on mini-batches (``minibatch_above=None``: 10,000 spots on a CPU,
+    50,000 on a GPU; see :data:`MINIBATCH_ABOVE`): ``batch_size`` spatially compact seed spots with
     their k-hop halo per step, for ``max_steps`` optimiser steps whatever N is (fewer only when the
     epochs give fewer: ``min(max_steps, epochs x ceil(N / batch_size))``), then every spot is embedded
     in one O(N) pass. The budget is ``max_memory_gb``, else ``$SPATIALDOMAINS_MAX_MEMORY`` (the
@@ -69,7 +76,7 @@ class BatchingConfig:
     """
 
     batch_mode: str = "auto"  #: auto | full | minibatch
-    minibatch_above: int = 50_000  #: auto: mini-batches above this many spots
+    minibatch_above: int | None = None  #: auto: mini-batches above this many spots (None: by device)
     batch_size: int = 4096  #: seed spots per mini-batch
     max_steps: int = 1000  #: optimiser steps in mini-batch mode (independent of N)
     max_memory_gb: float | None = None  #: memory budget; None: $SPATIALDOMAINS_MAX_MEMORY, else probed
@@ -80,7 +87,7 @@ class BatchingConfig:
         name = type(self).__name__
         if self.batch_mode not in BATCH_MODES:
             raise InputError(f"{name}: batch_mode must be auto, full or minibatch, got {self.batch_mode!r}")
-        if min(self.batch_size, self.max_steps) < 1 or self.minibatch_above < 0:
+        if min(self.batch_size, self.max_steps) < 1 or (self.minibatch_above or 0) < 0:
             raise InputError(f"{name}: batch_size and max_steps must be >= 1 and minibatch_above >= 0, got "
                              f"{self.batch_size}, {self.max_steps}, {self.minibatch_above}")
         for key in ("max_memory_gb", "memory_budget_gb"):
@@ -96,6 +103,14 @@ class BatchingConfig:
         return int(epochs) if mode == "full" else min(int(self.max_steps), int(epochs) * int(steps_per_epoch))
 
 
+def minibatch_threshold(config: BatchingConfig, device) -> int:
+    """``config.minibatch_above``, or the device's default (:data:`MINIBATCH_ABOVE`) when it is None."""
+    if config.minibatch_above is not None:
+        return int(config.minibatch_above)
+    kind = getattr(device, "type", str(device).split(":")[0])
+    return MINIBATCH_ABOVE.get(kind, MINIBATCH_ABOVE["cpu"])
+
+
 def choose_batch_mode(config: BatchingConfig, n_spots: int, device, full_bytes: float,
                       minibatch_bytes: Callable[[], float], *, name: str) -> tuple[str, float, float]:
     """The batch mode of a run, its memory estimate and the budget (bytes), logged before training.
@@ -107,10 +122,11 @@ def choose_batch_mode(config: BatchingConfig, n_spots: int, device, full_bytes: 
     # the deprecated key keeps its 0.1 meaning: it only decides auto's choice
     choice = budget if config.memory_budget_gb is None else config.memory_budget_gb * 1e9
     mode = config.batch_mode
+    above = minibatch_threshold(config, device)
     if mode == "auto":
-        mode = "full" if n_spots <= config.minibatch_above and full_bytes <= choice else "minibatch"
+        mode = "full" if n_spots <= above and full_bytes <= choice else "minibatch"
     est = full_bytes if mode == "full" else minibatch_bytes()
-    why = (f"N={n_spots} > minibatch_above={config.minibatch_above}" if n_spots > config.minibatch_above
+    why = (f"N={n_spots} > minibatch_above={above}" if n_spots > above
            else f"full-batch estimate {full_bytes / 1e9:.2f} GB")
     logg.info(f"{name}: {mode} batch, memory estimate {est / 1e9:.2f} GB vs budget {budget / 1e9:.2f} GB"
               + (f" (batch_mode=auto: {why})" if config.batch_mode == "auto" else "")

@@ -86,6 +86,21 @@ def test_auto_switches_at_minibatch_above(small, method):
     assert below.info["steps"] == 2 and above.info["steps"] == 3  # min(max_steps, epochs x 3 batches)
 
 
+def test_default_switch_depends_on_the_device():
+    """Unset, the switch is where the fixed budget costs what full batch costs: 10k spots on a CPU, 50k on a GPU."""
+    from spatialdomains.train import BatchingConfig, choose_batch_mode, minibatch_threshold
+
+    default = BatchingConfig()
+    assert default.minibatch_above is None
+    assert minibatch_threshold(default, torch.device("cpu")) == 10_000
+    assert minibatch_threshold(default, torch.device("cuda", 0)) == 50_000
+    assert minibatch_threshold(BatchingConfig(minibatch_above=123), torch.device("cuda")) == 123
+    roomy = BatchingConfig(max_memory_gb=100.0)
+    modes = [choose_batch_mode(roomy, n, torch.device("cpu"), 1e6, lambda: 1e6, name="x")[0]
+             for n in (10_000, 10_001, 40_000)]
+    assert modes == ["full", "minibatch", "minibatch"]
+
+
 @pytest.mark.parametrize("method", ["staig", "spotscape"])
 def test_forced_full_batch_over_budget_names_the_parameters(small, method):
     with pytest.raises(InputError, match="batch_mode=full.*batch_size.*max_memory_gb"):

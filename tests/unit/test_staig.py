@@ -210,6 +210,30 @@ def test_gene_and_fixed_edge_probabilities():
     assert np.all(fixed_edge_probabilities(ei, 0.2) == 0.2)
 
 
+def test_edge_values_in_chunks_equal_the_whole_gather(monkeypatch):
+    """Per-edge distances are computed a chunk of edges at a time (1M cells: 10 GB otherwise), same values."""
+    import spatialdomains.nn.augment as augment
+
+    rng = np.random.default_rng(3)
+    coords = rng.uniform(size=(300, 2))
+    ei = knn_edges(coords, 6)
+    x = rng.normal(size=(300, 40)).astype(np.float32)
+    image = rng.normal(size=(300, 16))
+    whole = gene_edge_probabilities(ei, x, n_pcs=8), image_edge_probabilities(ei, image)
+    gathered = []
+    real = augment.per_edge
+
+    def small_chunks(fn, feats, src, dst, chunk_bytes=0):
+        gathered.append(1)
+        return real(fn, feats, src, dst, chunk_bytes=7 * feats.itemsize * feats.shape[1])  # 7 edges a chunk
+
+    monkeypatch.setattr(augment, "per_edge", small_chunks)
+    chunked = gene_edge_probabilities(ei, x, n_pcs=8), image_edge_probabilities(ei, image)
+    assert len(gathered) == 2
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_views_are_symmetric_subsets_of_the_graph():
     coords = np.random.default_rng(1).uniform(size=(120, 2))
     ei = knn_edges(coords, 6)
