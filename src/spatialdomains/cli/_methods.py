@@ -89,7 +89,8 @@ def methods_cmd() -> None:
               help="Model + optimiser checkpoint (.pt); the final weights are saved here too.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from --checkpoint when it exists.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True,
+              help="No progress bar (terminal) and no progress lines in the log (batch job).")
 @threads_option
 def train_cmd(input_path: Path, output: Path, method: str, n_domains, seed, device, epochs, lr, params, deterministic,
               image_mode, loss_csv, checkpoint, checkpoint_every, resume, no_progress) -> None:

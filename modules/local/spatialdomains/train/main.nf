@@ -31,7 +31,6 @@ process SPATIALDOMAINS_TRAIN {
         --seed ${seed} \\
         --device ${device} \\
         --threads ${task.cpus} \\
-        --no-progress \\
         --loss-csv ${prefix}.loss.csv \\
         --checkpoint ${prefix}.pt \\
         -o ${prefix}.trained.h5ad \\
