@@ -11,8 +11,10 @@ Usage::
 
     python benchmarks/minibatch.py                                   # 1000 spots, batch 250
     python benchmarks/minibatch.py --spots 4000 --batch-size 1000 --steps 250,500,1000 --seeds 0,1,2
+    # at the CPU switch (10k spots), with the defaults' batch size and budget:
+    python benchmarks/minibatch.py --spots 10000 --genes 300 --batch-size 4096 --steps 1000 --name minibatch_10k
 
-Writes ``benchmarks/results/minibatch.json`` and ``minibatch.md``.
+Writes ``benchmarks/results/<name>.json`` and ``<name>.md`` (``--name``, default ``minibatch``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def main() -> None:
     p.add_argument("--full-epochs", default="staig:400,spotscape:400", help="full-batch epochs per method")
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--name", default="minibatch", help="result files <out>/<name>.json and .md")
     args = p.parse_args()
     full_epochs = dict(item.split(":") for item in args.full_epochs.split(","))
     rows: list[dict] = []
@@ -97,9 +100,9 @@ def main() -> None:
                                                                                      **cfg)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                (args.out / "minibatch.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                (args.out / f"{args.name}.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                                       "rows": rows}, indent=1))
-                (args.out / "minibatch.md").write_text(_markdown(rows, args))
+                (args.out / f"{args.name}.md").write_text(_markdown(rows, args))
 
 
 if __name__ == "__main__":

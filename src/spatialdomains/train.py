@@ -34,11 +34,12 @@ __all__ = ["resolve_device", "resolve_precision", "native_bf16", "memory_budget"
 
 BATCH_MODES = ("auto", "full", "minibatch")
 
-#: ``minibatch_above`` by device type when not set: about where full-batch training at the default epochs
-#: costs as much as the fixed mini-batch budget (max_steps x batch_size). On a 2-core CPU STAIG's exact loss
-#: is quadratic per epoch (1.9 s at 10k spots, 47 s at 30k: hours for 400 epochs) while 1000 mini-batch
-#: steps take ~4 min at any N; a GPU runs full batch at 50k spots in seconds per epoch.
-MINIBATCH_ABOVE = {"cpu": 10_000, "cuda": 50_000}
+#: ``minibatch_above`` by device type when not set. On a 2-core CPU STAIG's full batch is quadratic per
+#: epoch: 400 epochs take 6 min at 10k spots (300 genes), ~25 min at 20k and hours at 50k, while the fixed
+#: budget of 1000 mini-batch steps takes ~4 min at any N but scored 0.08 ARI lower at 10k (one seed,
+#: benchmarks/results/minibatch_10k.md): full batch is kept while it costs at most ~6x the budget.
+#: A GPU runs full batch at 50k spots in seconds per epoch.
+MINIBATCH_ABOVE = {"cpu": 20_000, "cuda": 50_000}
 
 
 class TrainingDiverged(RuntimeError):
@@ -67,7 +68,7 @@ class BatchingConfig:
     """How a GCN method batches its training; the same fields in every method's config (``-p`` keys).
 
     ``batch_mode="auto"`` trains full batch while ``N <= minibatch_above`` and the full-batch memory
-    estimate fits the budget, else on mini-batches (``minibatch_above=None``: 10,000 spots on a CPU,
+    estimate fits the budget, else on mini-batches (``minibatch_above=None``: 20,000 spots on a CPU,
     50,000 on a GPU; see :data:`MINIBATCH_ABOVE`): ``batch_size`` spatially compact seed spots with
     their k-hop halo per step, for ``max_steps`` optimiser steps whatever N is (fewer only when the
     epochs give fewer: ``min(max_steps, epochs x ceil(N / batch_size))``), then every spot is embedded

@@ -87,17 +87,17 @@ def test_auto_switches_at_minibatch_above(small, method):
 
 
 def test_default_switch_depends_on_the_device():
-    """Unset, the switch is where the fixed budget costs what full batch costs: 10k spots on a CPU, 50k on a GPU."""
+    """Unset, the switch depends on the device: 20k spots on a CPU (full batch is quadratic there), 50k on a GPU."""
     from spatialdomains.train import BatchingConfig, choose_batch_mode, minibatch_threshold
 
     default = BatchingConfig()
     assert default.minibatch_above is None
-    assert minibatch_threshold(default, torch.device("cpu")) == 10_000
+    assert minibatch_threshold(default, torch.device("cpu")) == 20_000
     assert minibatch_threshold(default, torch.device("cuda", 0)) == 50_000
     assert minibatch_threshold(BatchingConfig(minibatch_above=123), torch.device("cuda")) == 123
     roomy = BatchingConfig(max_memory_gb=100.0)
     modes = [choose_batch_mode(roomy, n, torch.device("cpu"), 1e6, lambda: 1e6, name="x")[0]
-             for n in (10_000, 10_001, 40_000)]
+             for n in (20_000, 20_001, 40_000)]
     assert modes == ["full", "minibatch", "minibatch"]
 
 
