@@ -110,6 +110,28 @@ def test_forced_full_batch_over_budget_names_the_parameters(small, method):
         _fit(small[method], method, epochs=1, max_memory_gb=1e-6)
 
 
+@pytest.mark.skipif(DEVICE != "cpu", reason="the host-memory terms count against a CPU run's budget")
+def test_staig_mini_batch_estimate_counts_the_features_held_in_host_memory(small, monkeypatch):
+    """With training steps that cost nothing, the dense features and the gene-PC copy (2 x N x G x 4 bytes) are
+    still the run's memory: a budget below them stops it before the gene PCs, naming the parameter."""
+    import spatialdomains.models.staig as staig_module
+
+    adata = small["staig"]
+    features = 4.0 * adata.n_obs * adata.n_vars
+    monkeypatch.setattr(staig_module, "gcn_memory", lambda *a, **k: {"total": 0.0})
+    pcs_called = []
+    monkeypatch.setattr(staig_module, "gene_edge_probabilities", lambda *a, **k: pcs_called.append(1))
+    cfg = StaigConfig(epochs=1, batch_mode="minibatch", edge_drop_source="gene", max_memory_gb=1.9 * features / 1e9)
+    with pytest.raises(InputError, match=r"mini-batch.*needs an estimated.*max_memory_gb"):
+        fit_staig(adata, config=cfg, device="cpu", train_options=TrainOptions(epochs=1, progress=False))
+    assert not pcs_called
+    # fixed edge drop: no PC copy, so the features alone fit
+    cfg = StaigConfig(epochs=1, batch_mode="minibatch", edge_drop_source="fixed", max_memory_gb=1.1 * features / 1e9,
+                      batch_size=100, max_steps=1)
+    assert fit_staig(adata, config=cfg, device="cpu", train_options=TrainOptions(epochs=1, progress=False)
+                     ).info["memory_estimate_gb"] == pytest.approx(features / 1e9)
+
+
 def test_task_memory_from_the_environment_is_the_budget(small, monkeypatch):
     from spatialdomains.train import memory_budget
 

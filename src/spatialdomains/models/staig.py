@@ -35,7 +35,7 @@ from . import MethodSpec, register
 from ._base import FitResult
 
 __all__ = ["StaigConfig", "STAIG_PREP", "STAIG_PREP_MULTI", "StaigEncoder", "ProjectionHead", "StaigModel",
-           "pseudo_labels", "fit_staig"]
+           "pseudo_labels", "host_memory", "fit_staig"]
 
 EDGE_DROP_SOURCES = ("auto", "image", "gene", "fixed")
 #: Features at most this dense stay sparse (CSR) on the device: first-layer products cost O(nnz), not O(N G).
@@ -288,6 +288,18 @@ def _inputs(adata) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | Non
     return x, edge_index, slices, image
 
 
+def host_memory(training_bytes: float, *, n_spots: int, n_features: int, gene_pcs: bool,
+                features_counted: bool) -> float:
+    """Peak host bytes of a STAIG run on the CPU whose training needs ``training_bytes``: the dense float32
+    features (already in ``training_bytes`` when ``features_counted``: dense full batch) held throughout,
+    and, before training, the standardised copy behind the gene-PC edge-drop probabilities."""
+    x = 4.0 * n_spots * n_features
+    pcs = x if gene_pcs else 0.0
+    if features_counted:
+        return max(training_bytes, x + pcs)
+    return x + max(training_bytes, pcs)
+
+
 @renamed_kwarg("seed", "random_state")
 def fit_staig(adata, *, config: StaigConfig = StaigConfig(), device=None, random_state: int = 0,
               n_domains: int | None = None, train_options=None) -> FitResult:
@@ -331,15 +343,6 @@ def fit_staig(adata, *, config: StaigConfig = StaigConfig(), device=None, random
     seed_everything(random_state, deterministic=options.deterministic)
     dev = resolve_device(device)
     dtype = torch.float64 if config.precision == "float64" else torch.float32
-    if source == "image":
-        probs = (image_edge_probabilities(edge_index, image),) * 2
-    elif source == "gene":
-        probs = (gene_edge_probabilities(edge_index, x_np, n_pcs=config.gene_pcs),) * 2
-    else:
-        probs = tuple(fixed_edge_probabilities(edge_index, p) for p in config.edge_drop)
-    pairs_np, pair_ids = undirected_pairs(edge_index)
-    drops = tuple(torch.as_tensor(p[pair_ids]) for p in probs)
-    labels = pseudo_labels(image, config.n_pseudo) if variant == "debiased" else None
     density = float(np.count_nonzero(x_np)) / max(x_np.size, 1)
     sparse, g = density <= SPARSE_DENSITY, x_np.shape[1]
     widths = [config.out_channels] if config.num_layers == 1 else [2 * config.out_channels, config.out_channels]
@@ -349,8 +352,22 @@ def fit_staig(adata, *, config: StaigConfig = StaigConfig(), device=None, random
                                  fixed=config.loss_memory_mb * 2**20)
     sampler = functools.cache(lambda: SpatialBatchSampler(adjacency_from_adata(adata), config.batch_size,
                                                           num_hops=config.num_layers, random_state=random_state, device=dev))
-    mode, mem, budget = choose_batch_mode(config, n, dev, estimate(n, edge_index.shape[1] + n)["total"],
-                                          lambda: estimate(*sampler().typical_size())["total"], name="STAIG")
+    # on a CPU the budget is host memory, which also holds the dense features and the gene-PC temporaries;
+    # decided before the edge-drop probabilities, the run's first large allocation
+    on_host = functools.partial(host_memory, n_spots=n, n_features=g, gene_pcs=source == "gene") \
+        if dev.type == "cpu" else lambda b, **_: b
+    mode, mem, budget = choose_batch_mode(
+        config, n, dev, on_host(estimate(n, edge_index.shape[1] + n)["total"], features_counted=not sparse),
+        lambda: on_host(estimate(*sampler().typical_size())["total"], features_counted=False), name="STAIG")
+    if source == "image":
+        probs = (image_edge_probabilities(edge_index, image),) * 2
+    elif source == "gene":
+        probs = (gene_edge_probabilities(edge_index, x_np, n_pcs=config.gene_pcs),) * 2
+    else:
+        probs = tuple(fixed_edge_probabilities(edge_index, p) for p in config.edge_drop)
+    pairs_np, pair_ids = undirected_pairs(edge_index)
+    drops = tuple(torch.as_tensor(p[pair_ids]) for p in probs)
+    labels = pseudo_labels(image, config.n_pseudo) if variant == "debiased" else None
     batches = plan = x = None
     if mode == "full":
         plan = make_loss_plan(edge_index, n, slice_ids=slices, pseudo_labels=labels, ds_reference=config.ds_reference,
