@@ -13,6 +13,9 @@ Usage::
     python benchmarks/minibatch.py --spots 4000 --batch-size 1000 --steps 250,500,1000 --seeds 0,1,2
     # at the CPU switch (10k spots), with the defaults' batch size and budget:
     python benchmarks/minibatch.py --spots 10000 --genes 300 --batch-size 4096 --steps 1000 --name minibatch_10k
+    # one mini-batch option both ways, the full-batch run skipped (its ARI given from an earlier run):
+    python benchmarks/minibatch.py --methods staig --spots 10000 --genes 300 --batch-size 4096 --steps 1000 \
+        --vary halo_positives=false,true --no-full --full-reference staig:0.826 --name minibatch_10k_halo
 
 Writes ``benchmarks/results/<name>.json`` and ``<name>.md`` (``--name``, default ``minibatch``).
 """
@@ -59,18 +62,35 @@ def _run(method: str, adata, seed: int, epochs: int, **cfg) -> dict:
             "memory_estimate_gb": float(res.info["memory_estimate_gb"])}
 
 
+def _parse_value(text: str):
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _markdown(rows: list[dict], args) -> str:
     lines = ["# Fixed-budget mini-batch training vs full batch (`benchmarks/minibatch.py`)", "",
              f"Synthetic layered slice, {args.spots} spots, {args.genes} genes (5 layers), CPU; mini-batch "
              f"`batch_size={args.batch_size}` ({-(-args.spots // args.batch_size)} batches per epoch). Full batch: "
              f"`epochs` optimiser steps; mini-batch: `max_steps`. ARI of k-means (K=5) against the truth.", "",
-             "| method | seed | mode | steps | ARI | delta vs full | seconds |", "|---|---|---|---|---|---|---|"]
+             "| method | seed | mode | option | steps | ARI | delta vs full | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    given = dict(item.split(":") for item in args.full_reference.split(",")) if args.full_reference else {}
     full = {(r["method"], r["seed"]): r["ari"] for r in rows if r["batch_mode"] == "full"}
     for r in rows:
-        ref = full.get((r["method"], r["seed"]))
+        ref = full.get((r["method"], r["seed"]), float(given[r["method"]]) if r["method"] in given else None)
         delta = "" if ref is None or r["batch_mode"] == "full" else f"{r['ari'] - ref:+.3f}"
-        lines.append(f"| {r['method']} | {r['seed']} | {r['batch_mode']} | {r['steps']} | {r['ari']:.3f} | {delta} | "
-                     f"{r['seconds']:.0f} |")
+        lines.append(f"| {r['method']} | {r['seed']} | {r['batch_mode']} | {r.get('option', '')} | {r['steps']} | "
+                     f"{r['ari']:.3f} | {delta} | {r['seconds']:.0f} |")
+    if given:
+        lines += ["", "Full-batch ARI given from an earlier run (`--full-reference`): "
+                  + ", ".join(f"{m} {v}" for m, v in given.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -85,6 +105,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--name", default="minibatch", help="result files <out>/<name>.json and .md")
+    p.add_argument("--vary", default="", help="KEY=V1,V2: one mini-batch run per value of a config key")
+    p.add_argument("--no-full", action="store_true", help="skip the full-batch runs")
+    p.add_argument("--full-reference", default="", help="method:ARI,... full-batch ARI of an earlier run (with --no-full)")
     args = p.parse_args()
     full_epochs = dict(item.split(":") for item in args.full_epochs.split(","))
     rows: list[dict] = []
@@ -92,12 +115,14 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         for method in args.methods.split(","):
             adata = _prepare(method, args.spots, args.genes, seed)
-            runs = [("full", int(full_epochs[method]), {"batch_mode": "full"})]
-            runs += [("minibatch", 10**6, {"batch_mode": "minibatch", "batch_size": args.batch_size,
-                                           "max_steps": int(s)}) for s in args.steps.split(",")]
-            for _, epochs, cfg in runs:
-                row = {"method": method, "seed": seed, "spots": args.spots, **_run(method, adata.copy(), seed, epochs,
-                                                                                     **cfg)}
+            runs = [] if args.no_full else [("", int(full_epochs[method]), {"batch_mode": "full"})]
+            key, _, values = args.vary.partition("=")
+            options = [(f"{key}={v}", {key: _parse_value(v)}) for v in values.split(",")] if key else [("", {})]
+            runs += [(label, 10**6, {"batch_mode": "minibatch", "batch_size": args.batch_size, "max_steps": int(s),
+                                     **option}) for s in args.steps.split(",") for label, option in options]
+            for label, epochs, cfg in runs:
+                row = {"method": method, "seed": seed, "spots": args.spots, "option": label,
+                       **_run(method, adata.copy(), seed, epochs, **cfg)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 (args.out / f"{args.name}.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
