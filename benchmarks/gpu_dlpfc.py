@@ -38,7 +38,7 @@ def _warm_up(device: str) -> float:
     from spatialdomains.tl import parse_overrides
 
     t0 = time.perf_counter()
-    a = prepare_group([synthetic.make_slice(300, 3, 100, seed=0)], get_method("staig").prep.replace(n_top_genes=50),
+    a = prepare_group([synthetic.make_slice(300, 3, 100, random_state=0)], get_method("staig").prep.replace(n_top_genes=50),
                       platform="visium")
     for method in ("staig", "spotscape"):
         spec = get_method(method)

@@ -39,7 +39,7 @@ def make_prepared(tissue: int, mode: str, args):
     from spatialdomains.models import get_method
     from spatialdomains.pp import prepare_group
 
-    a = synthetic.make_slice(args.n_spots, args.n_domains, args.n_genes, seed=tissue, image=True, image_mode=mode,
+    a = synthetic.make_slice(args.n_spots, args.n_domains, args.n_genes, random_state=tissue, image=True, image_mode=mode,
                              marker_lfc=tuple(args.marker_lfc), slice_id=f"tissue{tissue}")
     prep = get_method("staig").prep_for(1)
     prep = prep.replace(n_top_genes=min(prep.n_top_genes, args.n_genes // 2))

@@ -37,7 +37,7 @@ def _prepare(method: str, n_spots: int, n_genes: int, seed: int):
     from spatialdomains.pp import prepare_group
     from spatialdomains.synthetic import make_slice
 
-    a = make_slice(n_spots=n_spots, n_domains=5, n_genes=n_genes, seed=seed)
+    a = make_slice(n_spots=n_spots, n_domains=5, n_genes=n_genes, random_state=seed)
     prep = METHODS[method].prep.replace(n_top_genes=min(METHODS[method].prep.n_top_genes, n_genes // 2))
     return prepare_group([a], prep, platform="visium")
 

@@ -111,13 +111,13 @@ def _synthetic_slice(n: int, genes: int, cache: Path | None):
     from spatialdomains import synthetic
 
     if cache is None:
-        return synthetic.make_slice(n, 7, genes, seed=0)
+        return synthetic.make_slice(n, 7, genes, random_state=0)
     import anndata as ad
 
     path = Path(cache) / f"synthetic_{n}x{genes}.h5ad"
     if path.exists():
         return ad.read_h5ad(path)
-    a = synthetic.make_slice(n, 7, genes, seed=0)
+    a = synthetic.make_slice(n, 7, genes, random_state=0)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.h5ad")
     a.write_h5ad(tmp)

@@ -293,7 +293,7 @@ def synthetic_group(n_spots: int, n_genes: int, n_slices: int, seed: int):
         from spatialdomains.pp import PrepConfig, prepare_group
 
         if n_slices == 1:
-            slices = [make_slice(n_spots=n_spots, n_domains=7, n_genes=n_genes, seed=seed)]
+            slices = [make_slice(n_spots=n_spots, n_domains=7, n_genes=n_genes, random_state=seed)]
         else:
             slices = make_slices(n_slices=n_slices, n_spots=n_spots // n_slices, n_domains=7, n_genes=n_genes,
                                  seed=seed)

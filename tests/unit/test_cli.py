@@ -58,7 +58,7 @@ def test_train_accepts_renamed_param_keys_with_a_deprecation_message(tmp_path, c
     from spatialdomains.models.staig import STAIG_PREP
     from spatialdomains.pp import prepare_group
 
-    a = prepare_group([synthetic.make_slice(120, 3, 60, seed=0)], STAIG_PREP.replace(n_top_genes=30),
+    a = prepare_group([synthetic.make_slice(120, 3, 60, random_state=0)], STAIG_PREP.replace(n_top_genes=30),
                       platform="visium")
     src, out = tmp_path / "prepared.h5ad", tmp_path / "trained.h5ad"
     a.write_h5ad(src)

@@ -92,7 +92,7 @@ def test_mitochondrial_genes_give_qc_something_to_compute(default_slice):
 @pytest.mark.parametrize("layout", ["visium", "scatter"])
 def test_truth_has_k_contiguous_domains(pattern, layout):
     K = 5
-    a = syn.make_slice(n_spots=1500, n_genes=200, n_domains=K, pattern=pattern, layout=layout, seed=3)
+    a = syn.make_slice(n_spots=1500, n_genes=200, n_domains=K, pattern=pattern, layout=layout, random_state=3)
     assert a.n_obs == 1500
     share = np.bincount(a.obs["truth"].cat.codes, minlength=K) / a.n_obs
     assert share.min() > 0.4 / K, share
@@ -168,7 +168,7 @@ def test_batch_effect_separates_slices_and_zero_does_not():
 
     accuracy = {}
     for be in (0.0, 0.3):
-        slices = syn.make_slices(2, n_spots=600, n_genes=200, n_domains=4, batch_effect=be, seed=4)
+        slices = syn.make_slices(2, n_spots=600, n_genes=200, n_domains=4, batch_effect=be, random_state=4)
         X = np.vstack([_lognorm(a) for a in slices])
         X -= X.mean(0)
         Z = np.linalg.svd(X, full_matrices=False)[0][:, :15]
@@ -179,7 +179,7 @@ def test_batch_effect_separates_slices_and_zero_does_not():
 
 
 def test_make_slices_share_the_programme_not_the_tissue():
-    s0, s1 = syn.make_slices(2, n_spots=[500, 550], n_genes=150, n_domains=3, batch_effect=0.2, seed=7)
+    s0, s1 = syn.make_slices(2, n_spots=[500, 550], n_genes=150, n_domains=3, batch_effect=0.2, random_state=7)
     assert (s0.n_obs, s1.n_obs) == (500, 550)
     assert [str(a.obs["slice"].iloc[0]) for a in (s0, s1)] == ["slice0", "slice1"]
     assert list(s0.uns["spatial"]) == ["slice0"] and list(s1.uns["spatial"]) == ["slice1"]
@@ -211,12 +211,12 @@ def test_nb_sampler_matches_the_negative_binomial():
 
 def test_counts_are_built_per_chunk_into_valid_csr(monkeypatch):
     monkeypatch.setattr(syn, "_CHUNK_ENTRIES", 20_000)  # 200 spots per chunk: 10 chunks
-    a = syn.make_slice(n_spots=2000, n_genes=100, n_domains=3, seed=2)
+    a = syn.make_slice(n_spots=2000, n_genes=100, n_domains=3, random_state=2)
     X = a.layers["counts"]
     assert X.has_canonical_format and X.shape == (2000, 100)
     assert np.asarray(X.sum(1)).min() > 0
     assert a.X.indptr[-1] == X.nnz == X.data.size
-    b = syn.make_slice(n_spots=2000, n_genes=100, n_domains=3, seed=2, n_jobs=3)  # threads: same result
+    b = syn.make_slice(n_spots=2000, n_genes=100, n_domains=3, random_state=2, n_jobs=3)  # threads: same result
     assert (a.X != b.X).nnz == 0
 
 
@@ -274,7 +274,7 @@ def test_simulate_to_dir_writes_a_ready_experiment(tmp_path):
     from spatialdomains.samplesheet import validate_samplesheet
 
     sheet = syn.simulate_to_dir(tmp_path / "demo", n_spots=300, n_slices=2, n_domains=3, n_genes=120, image=True,
-                                image_size=300, seed=5)
+                                image_size=300, random_state=5)
     assert sheet == tmp_path / "demo" / "samplesheet.csv"
     df = pd.read_csv(sheet, keep_default_na=False)
     assert list(df.columns) == ["sample", "group", "data", "image", "platform", "truth", "n_domains"]
