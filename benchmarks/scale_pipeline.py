@@ -200,7 +200,7 @@ def process_order(results: dict[str, Any]) -> list[str]:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    """The table of every row of the JSON: totals and verdicts, then per process wall s / peak RSS GB."""
+    """The table of every row of the JSON: totals and verdicts, then per process wall s / peak RSS GiB."""
     keys = sorted(results, key=_sort_key)
     lines = ["# Whole pipeline on large synthetic inputs (`benchmarks/scale_pipeline.py`)", "",
              "`spatialdomains simulate --format visium_hd|xenium` slices (7 planted domains) run by `nextflow run`",
@@ -211,8 +211,8 @@ def render_markdown(results: dict[str, Any]) -> str:
              "says how busy it was, so the seconds are upper bounds of what the steps need, not their cost on an",
              "idle machine. Verdicts: *finished* = the run ended with exit 0 and no failed task; *under memory* =",
              "every process's peak RSS (BANKSY's) below the machine's memory.", "",
-             "| input | spots | genes | method | status | total wall s | ARI | max peak RSS GB | finished |"
-             " under memory | load at start | cores / memory GB | args |",
+             "| input | spots | genes | method | status | total wall s | ARI | max peak RSS GiB | finished |"
+             " under memory | load at start | cores / memory GiB | args |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in keys:
         r = results[key]
@@ -226,7 +226,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     procs = process_order(results)
     runs = [k for k in keys if results[k].get("processes")]
     if runs:
-        lines += ["", "Per process: `wall s / peak RSS GB` (max over its tasks; `xN` = N tasks).", "",
+        lines += ["", "Per process: `wall s / peak RSS GiB` (max over its tasks; `xN` = N tasks).", "",
                   "| process | " + " | ".join(_column(results[k]) for k in runs) + " |",
                   "|---|" + "---|" * len(runs)]
         for proc in procs:

@@ -176,3 +176,35 @@ def test_batched_inference_equals_the_full_graph_embedding(small):
             full = model(torch.as_tensor(x), gcn_adjacency(torch.as_tensor(np.stack(adj.nonzero())), adata.n_obs))
         np.testing.assert_allclose(batches.embed(lambda b: model(b.features, b.adjacency()[0])), full.numpy(),
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_spotscape_batched_embedding_equals_the_full_graph_embedding(small):
+    """Spotscape's mini-batch embedding pass (2-hop halo, un-augmented weights normalised on the whole graph,
+    batch norm in eval mode) gives every spot the embedding of one pass over the whole graph, which at 1M
+    cells needed an E x 256 message tensor (10 GB) and was killed."""
+    from spatialdomains.graph import adjacency_from_adata
+    from spatialdomains.nn import ConstantFeatures, MiniBatches, SpatialBatchSampler
+
+    adata = small["spotscape"]
+    x = (adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)).astype(np.float32)
+    adj = adjacency_from_adata(adata)
+    torch.manual_seed(0)
+    model = S.Spotscape(S.SpotscapeEncoder(x.shape[1], 32, 16), S.SpotscapeDecoder(16, 32, x.shape[1]))
+    with torch.no_grad():  # running statistics away from (0, 1), so a train-mode batch norm would differ
+        for bn in (model.encoder.bn1, model.encoder.bn2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    full = model.embed(ConstantFeatures(x), torch.as_tensor(np.stack(adj.nonzero()).astype(np.int64)))
+    for sparse in (False, True):
+        batches = MiniBatches(x, SpatialBatchSampler(adj, 70, num_hops=2, random_state=2), None, sparse=sparse,
+                              stats=False)
+        np.testing.assert_allclose(batches.embed(model.embed_batch), full.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_spotscape_minibatch_fit_embeds_in_batches(small, monkeypatch):
+    """In mini-batch mode the fit never runs the encoder on the whole graph at once."""
+    calls = []
+    monkeypatch.setattr(S.Spotscape, "embed", lambda *a, **k: calls.append(1))
+    res = _fit(small["spotscape"], "spotscape", epochs=2, batch_mode="minibatch", batch_size=100, max_steps=4)
+    assert res.info["batch_mode"] == "minibatch" and not calls
+    assert res.embedding.shape == (small["spotscape"].n_obs, 64) and np.isfinite(res.embedding).all()

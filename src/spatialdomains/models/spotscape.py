@@ -169,6 +169,15 @@ class Spotscape(nn.Module):
         return self.encoder(None, edge_index, None, xw=xw)
 
     @torch.no_grad()
+    def embed_batch(self, batch: Batch) -> Tensor:
+        """Encoder output in eval mode on a batch's first view (:meth:`MiniBatches.inference_batches`: the
+        un-augmented graph, weights normalised on the whole graph, so the seeds' rows are exact)."""
+        self.eval()
+        edge_index, edge_weight = batch.views[0]
+        xw = batch.features.x @ self.encoder.conv1.lin.weight.T.contiguous()
+        return self.encoder(None, edge_index, edge_weight, xw=xw, normalized=True)
+
+    @torch.no_grad()
     def impute(self, z: Tensor, chunk_elems: int = 1 << 24) -> np.ndarray:
         """Decoder output ``(N, G)`` float32 in eval mode, in row chunks of about ``chunk_elems`` values."""
         self.eval()
@@ -343,9 +352,9 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
     sampler = functools.cache(lambda: SpatialBatchSampler(adj, config.batch_size, num_hops=2,
                                                           random_state=random_state, device=dev))
 
-    def minibatch_bytes() -> float:  # one batch with its halo, or the O(N) embedding pass after training
+    def minibatch_bytes() -> float:  # one batch with its halo, or what the embedding pass keeps for all N
         rows, edges = sampler().typical_size()
-        embed = est["x"] + 4 * n * (2 * config.hidden_channels + 2 * config.out_channels)
+        embed = est["x"] + 4 * n * (config.out_channels + (g if config.impute else 0))
         return max(estimate_memory(rows, g, config, density=density, sparse=sparse, n_edges=edges)["total"], embed)
 
     epochs = int(options.epochs)
@@ -370,9 +379,12 @@ def fit_spotscape(adata, *, config: SpotscapeConfig = SpotscapeConfig(), device:
                            name="spotscape")
     train_seconds, train_cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
 
-    start = logg.info("Spotscape: embedding the full graph")
-    full_feats = batches.features if mode == "full" else ConstantFeatures(x, dev, sparse=sparse)
-    z = model.embed(full_feats, torch.as_tensor(np.stack(adj.nonzero()).astype(np.int64), device=dev))
+    start = logg.info("Spotscape: embedding every spot")
+    if mode == "full":
+        z = model.embed(batches.features, torch.as_tensor(np.stack(adj.nonzero()).astype(np.int64), device=dev))
+    else:  # seed batch by seed batch with their 2-hop halo: the whole graph at once gathers an E x 256
+        # message tensor (10 GB at 1M cells, which killed a 24 GB machine); the seeds' rows are exact
+        z = torch.as_tensor(batches.embed(model.embed_batch), device=dev)
     extras = {"imputed": model.impute(z)} if config.impute else {}
     logg.info("    finished", time=start, deep="embedding (N x 64)" + (", imputed (N x G)" if config.impute else ""))
     info = {
