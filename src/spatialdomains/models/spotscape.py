@@ -162,20 +162,17 @@ class Spotscape(nn.Module):
         return self.decoder(z)
 
     @torch.no_grad()
-    def embed(self, features: ConstantFeatures, edge_index: Tensor) -> Tensor:
+    def embed(self, features: ConstantFeatures, edge_index: Tensor, edge_weight: Tensor | None = None, *,
+              normalized: bool = False) -> Tensor:
         """Encoder output in eval mode on a graph (un-augmented, float32 products)."""
         self.eval()
         xw = features.x @ self.encoder.conv1.lin.weight.T.contiguous()
-        return self.encoder(None, edge_index, None, xw=xw)
+        return self.encoder(None, edge_index, edge_weight, xw=xw, normalized=normalized)
 
-    @torch.no_grad()
     def embed_batch(self, batch: Batch) -> Tensor:
-        """Encoder output in eval mode on a batch's first view (:meth:`MiniBatches.inference_batches`: the
-        un-augmented graph, weights normalised on the whole graph, so the seeds' rows are exact)."""
-        self.eval()
-        edge_index, edge_weight = batch.views[0]
-        xw = batch.features.x @ self.encoder.conv1.lin.weight.T.contiguous()
-        return self.encoder(None, edge_index, edge_weight, xw=xw, normalized=True)
+        """:meth:`embed` on a batch's first view (:meth:`MiniBatches.inference_batches`: the un-augmented
+        graph, weights normalised on the whole graph, so the seeds' rows are exact)."""
+        return self.embed(batch.features, *batch.views[0], normalized=True)
 
     @torch.no_grad()
     def impute(self, z: Tensor, chunk_elems: int = 1 << 24) -> np.ndarray:
